@@ -1,0 +1,125 @@
+"""Pydantic wire schemas of the REST API (DESIGN.md): the fields named there are fixed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+Backend = Literal["onnxruntime", "torch", "torch-cuda"]
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class OpStats(BaseModel):
+    median_ms: float
+    mean_ms: float
+    std_ms: float
+    p10_ms: float
+    p90_ms: float
+    count: int
+
+
+class JobCreate(BaseModel):
+    """Profile a whole space, or an explicit list of keys."""
+
+    space: str | None = None
+    resolution: int | None = Field(default=None, ge=8, le=1024)
+    width_mult: float | None = Field(default=None, ge=0.1, le=4.0)
+    num_classes: int | None = Field(default=None, ge=1, le=100_000)
+    keys: list[str] | None = Field(default=None, min_length=1, max_length=5000)
+    backend: Backend = "onnxruntime"
+    threads: int = Field(default=1, ge=1, le=256)
+    batch: int = Field(default=1, ge=1, le=256)
+    table_id: str | None = Field(default=None, description="add to this table instead of the default one")
+
+    @model_validator(mode="after")
+    def _space_xor_keys(self) -> JobCreate:
+        if (self.space is None) == (self.keys is None):
+            raise ValueError("give exactly one of 'space' or 'keys'")
+        return self
+
+
+class JobOut(BaseModel):
+    id: str
+    status: JobStatus
+    done: int
+    total: int
+    table_id: str | None
+    error: str | None = None
+    kind: str = "profile"
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class TableMeta(BaseModel):
+    id: str
+    device: str
+    backend: str
+    threads: int
+    batch: int
+    dtype: str
+    updated_at: datetime | None
+    etag: str
+    calibration: dict | None = None
+
+
+class TableSummary(TableMeta):
+    entries: int
+
+
+class TableOut(TableMeta):
+    entries: dict[str, OpStats]
+
+
+class LookupRequest(BaseModel):
+    keys: list[str] = Field(min_length=1, max_length=10_000)
+
+
+class LookupResponse(BaseModel):
+    found: dict[str, OpStats]
+    missing: list[str]
+
+
+class ImportResponse(BaseModel):
+    id: str
+    entries: int
+
+
+class ArchIn(BaseModel):
+    space: str
+    resolution: int = Field(ge=8, le=1024)
+    width_mult: float = Field(default=1.0, ge=0.1, le=4.0)
+    num_classes: int = Field(default=1000, ge=1, le=100_000)
+    choices: list[str] = Field(min_length=1, max_length=1000)
+
+
+class NetworkCreate(BaseModel):
+    table_id: str
+    arch: ArchIn
+
+
+class NetworkOut(BaseModel):
+    id: str
+    status: JobStatus
+    table_id: str
+    arch: dict
+    measured: OpStats | None = None
+    predicted_ms: float | None = None
+    calibrated_ms: float | None = None
+    missing: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
+class DeviceOut(BaseModel):
+    name: str
+    fingerprint: dict
+    backends: list[str]
+
+
+class SpaceOut(BaseModel):
+    name: str
+    description: str
+    defaults: dict
+    layers: int
+    candidates: list[list[str]]
