@@ -176,5 +176,7 @@ def get_space(name: str, resolution: int | None = None, width_mult: float | None
         raise SpecError("space", f"unknown space {name!r}; known: {', '.join(SPACES)}")
     info = SPACES[name]
     d = info.defaults
-    return info.build(resolution or d["resolution"], width_mult or d["width_mult"],
-                      num_classes or d["num_classes"], limits)
+    def pick(value, name):
+        return d[name] if value is None else value
+    return info.build(pick(resolution, "resolution"), pick(width_mult, "width_mult"),
+                      pick(num_classes, "num_classes"), limits)

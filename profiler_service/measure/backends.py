@@ -1,0 +1,137 @@
+"""Backends: a tiny interface (build a runnable from a module, time it per the protocol).
+
+``onnxruntime`` is the default (what a CPU deployment runs): each module is exported to ONNX once
+(cached on disk by key, shape and exporter version) and run in an InferenceSession with pinned
+intra/inter-op threads and full graph optimisation. ``torch`` is eager PyTorch; ``torch-cuda`` times
+with CUDA events and exists only where CUDA does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from profiler_service.measure.protocol import Protocol, time_callable
+from shared.schemas import OpStats
+
+OPSET = 17
+
+
+class Backend(ABC):
+    name: str
+
+    def __init__(self, *, threads: int, cache_dir: str | Path):
+        self.threads = threads
+        self.cache_dir = Path(cache_dir)
+        torch.set_num_threads(threads)
+
+    @abstractmethod
+    def runner(self, module: nn.Module, input_shape: tuple[int, ...], cache_key: str) -> Callable[[], object]:
+        """A zero-argument callable that runs the module once on a fixed input."""
+
+    def timer(self) -> float:
+        return time.perf_counter()
+
+    def measure(self, module: nn.Module, input_shape: tuple[int, ...], cache_key: str,
+                protocol: Protocol) -> OpStats:
+        return time_callable(self.runner(module, input_shape, cache_key), protocol, self.timer)
+
+    def info(self) -> dict:
+        return {"backend": self.name, "threads": self.threads}
+
+
+def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
+    """Export once; the rename makes a concurrent or killed export never leave a half-written file."""
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    x = torch.randn(*input_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (x,), str(tmp), input_names=["x"], output_names=["y"],
+                          opset_version=OPSET, dynamo=False)
+    tmp.replace(path)
+    return path
+
+
+def onnx_cache_path(cache_dir: Path, cache_key: str, input_shape: tuple[int, ...]) -> Path:
+    tag = f"{cache_key}|{input_shape}|torch{torch.__version__}|opset{OPSET}"
+    return cache_dir / f"{hashlib.sha256(tag.encode()).hexdigest()[:32]}.onnx"
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def session(self, model_path: Path):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+
+    def runner(self, module, input_shape, cache_key):
+        path = export_onnx(module, input_shape, onnx_cache_path(self.cache_dir, cache_key, input_shape))
+        sess = self.session(path)
+        feed = {"x": np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)}
+        return lambda: sess.run(None, feed)
+
+    def info(self) -> dict:
+        import onnxruntime as ort
+
+        return {**super().info(), "onnxruntime": ort.__version__, "graph_optimization": "all",
+                "inter_op_threads": 1, "opset": OPSET}
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    device = "cpu"
+
+    def runner(self, module, input_shape, cache_key):
+        module = module.eval().to(self.device)
+        x = torch.randn(*input_shape, device=self.device)
+
+        def run():
+            with torch.inference_mode():
+                return module(x)
+        return run
+
+
+class TorchCudaBackend(TorchBackend):
+    """CUDA timing: synchronise before reading the clock, so the time covers the kernels, not the launch."""
+
+    name = "torch-cuda"
+    device = "cuda"
+
+    def timer(self) -> float:
+        torch.cuda.synchronize()
+        return time.perf_counter()
+
+
+BACKENDS: dict[str, type[Backend]] = {b.name: b for b in (OnnxRuntimeBackend, TorchBackend, TorchCudaBackend)}
+
+
+def available_backends() -> list[str]:
+    names = ["onnxruntime", "torch"]
+    if torch.cuda.is_available():
+        names.append("torch-cuda")
+    return names
+
+
+def get_backend(name: str, *, threads: int, cache_dir: str | Path) -> Backend:
+    if name not in available_backends():
+        raise ValueError(f"backend {name!r} is not available here; available: {available_backends()}")
+    return BACKENDS[name](threads=threads, cache_dir=cache_dir)

@@ -1,0 +1,40 @@
+"""Benchmark child: reads one job as JSON on stdin, writes one JSON line per result on stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def main() -> None:
+    # Keep the result channel clean: anything a library prints goes to stderr.
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    job = json.loads(sys.stdin.read())
+
+    def send(kind: str, label: str | None, payload) -> None:
+        out.write(json.dumps([kind, label, payload]) + "\n")
+
+    from profiler_service.measure.backends import get_backend
+    from profiler_service.measure.context import measure_task
+    from profiler_service.measure.protocol import Protocol
+
+    try:
+        backend = get_backend(job["backend"], threads=job["threads"], cache_dir=job["cache_dir"])
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which owns error handling
+        send("error", None, f"{type(e).__name__}: {e}")
+        return
+    protocol = Protocol(**job["protocol"])
+    for task in job["tasks"]:
+        try:
+            stats = measure_task(backend, task, job["batch"], protocol)
+        except Exception as e:  # noqa: BLE001
+            send("error", task[1], f"{type(e).__name__}: {e}")
+            return
+        send("result", task[1], stats.model_dump())
+    send("done", None, None)
+
+
+if __name__ == "__main__":
+    main()

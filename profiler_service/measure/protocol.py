@@ -1,0 +1,84 @@
+"""The measurement protocol: warm up, then time until the median is known to a set precision.
+
+A latency is a statistic, not a number. We stop when the 95% confidence half-width of the median
+(distribution-free, from order statistics) is within ``rel_ci`` of the median, or when the time budget
+is spent, whichever comes first; ``min_runs`` keeps the tails meaningful.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.schemas import OpStats
+
+
+@dataclass(frozen=True)
+class Protocol:
+    rel_ci: float = 0.02
+    budget_s: float = 3.0
+    warmup_runs: int = 10
+    warmup_s: float = 0.1
+    min_runs: int = 20
+    max_runs: int = 5000
+
+
+def median_ci_halfwidth(sorted_ms: np.ndarray) -> float:
+    """Half-width of the distribution-free 95% CI of the median (binomial order statistics)."""
+    n = len(sorted_ms)
+    if n < 6:
+        return math.inf
+    d = 1.96 * math.sqrt(n) / 2
+    lo = max(0, int(math.floor(n / 2 - d)))
+    hi = min(n - 1, int(math.ceil(n / 2 + d)))
+    return float(sorted_ms[hi] - sorted_ms[lo]) / 2
+
+
+def summarize(samples_ms: list[float] | np.ndarray) -> OpStats:
+    a = np.asarray(samples_ms, dtype=np.float64)
+    return OpStats(median_ms=float(np.median(a)), mean_ms=float(a.mean()), std_ms=float(a.std(ddof=1)) if len(a) > 1
+                   else 0.0, p10_ms=float(np.percentile(a, 10)), p90_ms=float(np.percentile(a, 90)),
+                   count=len(a))
+
+
+def _converged(samples: list[float], protocol: Protocol) -> bool:
+    if len(samples) < protocol.min_runs:
+        return False
+    a = np.sort(np.asarray(samples))
+    med = a[len(a) // 2]
+    return median_ci_halfwidth(a) <= protocol.rel_ci * med
+
+
+def time_callable(fn: Callable[[], object], protocol: Protocol,
+                  timer: Callable[[], float] = time.perf_counter,
+                  before: Callable[[], object] | None = None) -> OpStats:
+    """Time ``fn`` per the protocol. ``timer`` returns seconds (a CUDA backend passes a synchronising one);
+    ``before`` runs untimed ahead of every timed call (to set the cache state a network would leave)."""
+    t_end = timer() + protocol.warmup_s
+    for i in range(10**9):
+        fn()
+        if i + 1 >= protocol.warmup_runs and timer() >= t_end:
+            break
+    samples: list[float] = []
+    deadline = time.perf_counter() + protocol.budget_s
+    next_check = protocol.min_runs
+    while len(samples) < protocol.max_runs:
+        if before is not None:
+            before()
+        t0 = timer()
+        fn()
+        samples.append((timer() - t0) * 1e3)
+        n = len(samples)
+        if n >= next_check:
+            # Checking costs a sort; a geometric schedule keeps it off the hot loop.
+            if _converged(samples, protocol):
+                break
+            next_check = n + max(5, n // 10)
+        # The budget bounds a slow op (never fewer than 5 samples, so a median exists).
+        if n >= 5 and time.perf_counter() >= deadline:
+            break
+    return summarize(samples)

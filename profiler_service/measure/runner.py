@@ -1,0 +1,91 @@
+"""Runs benchmarks in a child process, one at a time, never in the API's event loop.
+
+The child owns the thread pools (pinned through the environment before torch/onnxruntime start them)
+and can be killed on cancel without leaving the server in a strange state; results stream back as JSON
+lines one op at a time so the caller can store each as it lands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from profiler_service.measure.backends import available_backends
+from profiler_service.measure.protocol import Protocol
+from shared.schemas import OpStats
+
+__all__ = ["MeasureError", "available_backends", "measure_network", "measure_ops"]
+
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+class MeasureError(RuntimeError):
+    pass
+
+
+def _run(tasks: list[list], *, backend: str, threads: int, batch: int, protocol: Protocol,
+         cache_dir: str | Path, on_result: Callable[[str, OpStats], None],
+         should_cancel: Callable[[], bool] = lambda: False) -> bool:
+    """True when every task finished, False when cancelled; MeasureError when the child failed."""
+    if backend not in available_backends():
+        raise MeasureError(f"backend {backend!r} is not available; available: {available_backends()}")
+    job = {"tasks": tasks, "backend": backend, "threads": threads, "batch": batch,
+           "protocol": asdict(protocol), "cache_dir": str(cache_dir)}
+    env = {**os.environ, **{k: str(threads) for k in _THREAD_ENV}}
+    # A fresh interpreter (not multiprocessing) so the child never re-imports the caller's __main__.
+    proc = subprocess.Popen([sys.executable, "-m", "profiler_service.measure.child"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    proc.stdin.write(json.dumps(job))
+    proc.stdin.close()
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    try:
+        while True:
+            if should_cancel():
+                return False
+            if not sel.select(0.2):
+                continue
+            line = proc.stdout.readline()
+            if not line:
+                proc.wait(10)
+                tail = proc.stderr.read()[-2000:].strip()
+                raise MeasureError(f"benchmark process died (exit code {proc.returncode}): {tail}")
+            kind, label, payload = json.loads(line)
+            if kind == "done":
+                return True
+            if kind == "error":
+                raise MeasureError(f"{label}: {payload}" if label else payload)
+            on_result(label, OpStats(**payload))
+    finally:
+        sel.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def measure_ops(keys: list[str], *, backend: str, threads: int, batch: int, protocol: Protocol,
+                cache_dir: str | Path, on_result: Callable[[str, OpStats], None],
+                should_cancel: Callable[[], bool] = lambda: False) -> bool:
+    """Measure each op key in turn; ``on_result`` gets each as it lands."""
+    return _run([["op", k] for k in keys], backend=backend, threads=threads, batch=batch, protocol=protocol,
+                cache_dir=cache_dir, on_result=on_result, should_cancel=should_cancel)
+
+
+def measure_network(keys: list[str], *, backend: str, threads: int, batch: int, protocol: Protocol,
+                    cache_dir: str | Path, should_cancel: Callable[[], bool] = lambda: False) -> OpStats:
+    """Measure a whole network built from its ordered op keys, end to end, with the same protocol."""
+    out: list[OpStats] = []
+    done = _run([["net", "network", list(keys)]], backend=backend, threads=threads, batch=batch,
+                protocol=protocol, cache_dir=cache_dir, on_result=lambda _k, s: out.append(s),
+                should_cancel=should_cancel)
+    if not done:
+        raise MeasureError("cancelled")
+    return out[0]
