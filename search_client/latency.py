@@ -1,0 +1,129 @@
+"""The differentiable latency model: E[LAT] = fixed + sum_layers sum_j p_j * F(op_j), in ms.
+
+Built once from a table (key -> median ms) and a search space. Every key the space needs must be in the
+table: a missing key raises ``MissingKeysError`` listing them. (The original ProxylessNAS estimator
+silently returned 200 ms for an unknown key, which steers a search toward whatever op was missing.)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+
+from shared.spaces import Layer, SearchSpace
+
+if TYPE_CHECKING:
+    from shared.schemas import TableOut
+
+MAX_LISTED = 20  # keys named in the error message; the exception carries all of them
+
+
+class CalibrationLike(Protocol):
+    """What the model needs of ``shared.calibration.Calibration``."""
+
+    intercept_ms: float
+
+    def op_ms(self, key: str, raw_ms: float) -> float: ...
+
+
+class MissingKeysError(KeyError):
+    """The table lacks keys the space needs; ``missing`` lists them all, in network order."""
+
+    def __init__(self, missing: list[str], table: str = "the latency table"):
+        self.missing = list(missing)
+        shown = "\n  ".join(self.missing[:MAX_LISTED])
+        more = len(self.missing) - MAX_LISTED
+        tail = f"\n  ... and {more} more (see .missing)" if more > 0 else ""
+        self.message = (f"{len(self.missing)} key(s) missing from {table}; profile them first "
+                        f"(POST /v1/jobs with these keys):\n  {shown}{tail}")
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # KeyError would repr() the message, quotes and escaped newlines included
+        return self.message
+
+
+def required_keys(space: SearchSpace) -> list[str]:
+    """Every key a latency model of this space looks up, in network order, without duplicates."""
+    # not space.all_op_specs(): that re-validates against the default limits, which a space built
+    # with wider limits may exceed
+    candidates = [layer.spec(n) for layer in space.layers for n in layer.candidates]
+    specs = [*space.prefix, *candidates, *space.suffix]
+    return list(dict.fromkeys(s.key for s in specs if s is not None))
+
+
+class LatencyModel:
+    """Per-layer cost vectors (ms per candidate, zero = 0) and the fixed cost of prefix + suffix."""
+
+    def __init__(self, entries: dict[str, float], space: SearchSpace,
+                 calibration: CalibrationLike | None = None):
+        self.space, self.calibration = space, calibration
+        needed = required_keys(space)
+        missing = [k for k in needed if k not in entries]
+        if missing:
+            raise MissingKeysError(missing)
+        self.entries = {k: float(entries[k]) for k in needed}
+        self.fixed_ms = sum(self.op_ms(s.key) for s in space.fixed_specs)
+        if calibration is not None:
+            self.fixed_ms += float(calibration.intercept_ms)  # once per network, so it lives here
+        self.layer_costs: list[torch.Tensor] = [  # each (n_candidates,)
+            torch.tensor([self._cost(layer, n) for n in layer.candidates], dtype=torch.float32)
+            for layer in space.layers
+        ]
+
+    def op_ms(self, key: str) -> float:
+        """Cost of one op: the table's median, calibrated when a calibration is given."""
+        raw = self.entries[key]
+        return float(self.calibration.op_ms(key, raw)) if self.calibration is not None else raw
+
+    def _cost(self, layer: Layer, name: str) -> float:
+        spec = layer.spec(name)
+        return 0.0 if spec is None else self.op_ms(spec.key)
+
+    @classmethod
+    def from_table(cls, table: TableOut, space: SearchSpace, use_calibration: bool = True) -> LatencyModel:
+        """Medians of a table; its calibration (from measured networks) when it carries one."""
+        calibration = None
+        if use_calibration and table.calibration:
+            from shared.calibration import Calibration  # only tables with a calibration need it
+
+            calibration = Calibration.from_dict(table.calibration)
+        entries = {k: v.median_ms for k, v in table.entries.items()}
+        try:
+            return cls(entries, space, calibration)
+        except MissingKeysError as e:
+            raise MissingKeysError(e.missing, f"table {table.id} ({table.device}, {table.backend})") from None
+
+    def to(self, device: torch.device | str) -> LatencyModel:
+        self.layer_costs = [c.to(device) for c in self.layer_costs]
+        return self
+
+    def expected_latency(self, probs: list[torch.Tensor]) -> torch.Tensor:
+        """Scalar ms, differentiable in probs. probs[i] is (n_candidates_i,): a full softmax, or the
+        renormalised two-path vector of a ``two``-mode step with the unsampled entries zero."""
+        if len(probs) != len(self.layer_costs):
+            raise ValueError(f"{len(probs)} probability vectors for {len(self.layer_costs)} "
+                             "searchable layers")
+        total = None
+        for i, (p, c) in enumerate(zip(probs, self.layer_costs, strict=True)):
+            if p.shape != c.shape:
+                raise ValueError(f"layer {i}: probabilities of shape {tuple(p.shape)}, "
+                                 f"expected {tuple(c.shape)}")
+            term = (p * c.to(device=p.device, dtype=p.dtype)).sum()  # scalar
+            total = term if total is None else total + term
+        if total is None:  # a space with no searchable layer
+            return torch.tensor(self.fixed_ms)
+        return total + self.fixed_ms
+
+    def predict(self, choices: list[str]) -> float:
+        """Predicted ms of one architecture: fixed cost plus the chosen op of every layer."""
+        specs = self.space.layer_specs(list(choices))  # validates count and names
+        return self.fixed_ms + sum(self.op_ms(s.key) for s in specs if s is not None)
+
+    def layer_breakdown(self, choices: list[str]) -> list[tuple[str, float]]:
+        """(op name, ms) per searchable layer, for reports."""
+        specs = self.space.layer_specs(list(choices))
+        return [(n, 0.0 if s is None else self.op_ms(s.key)) for n, s in zip(choices, specs, strict=True)]
+
+
+__all__ = ["CalibrationLike", "LatencyModel", "MissingKeysError", "required_keys"]

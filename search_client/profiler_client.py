@@ -1,0 +1,313 @@
+"""REST client of the profiler service (DESIGN.md "REST API"), with an ETag-keyed local table cache.
+
+The search must be able to run where the device is unreachable (a laptop on a train, a cluster with no
+route to the board), so every table fetched is written to disk and reused: with ``If-None-Match`` while
+the service answers, as an offline fallback (with a warning) when it does not.
+
+Retries: bounded, exponential backoff, on connection errors and 5xx only. A 4xx is the caller's
+mistake and is raised at once as ``ProfilerError`` carrying the server's ``detail``. Writes that
+create work (jobs, networks, imports) are retried only when the request cannot have reached the
+server (connect errors, 502/503/504), so a retry never queues a benchmark twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shared.schemas import (
+    ArchIn,
+    ImportResponse,
+    JobCreate,
+    LookupResponse,
+    NetworkOut,
+    TableOut,
+    TableSummary,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_DIR = "~/.cache/proxyless-search"
+MAX_BACKOFF_S = 30.0
+_NOT_PROCESSED = (502, 503, 504)  # a proxy or an overloaded server answered; the request did no work
+_TERMINAL = ("done", "failed", "cancelled")
+
+
+class ProfilerError(RuntimeError):
+    """The service refused a request (4xx, or 5xx after retries); ``detail`` is the server's message."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, detail: Any = None):
+        super().__init__(message)
+        self.status_code = status_code
+        self.detail = detail
+
+
+class ProfilerUnavailable(ProfilerError):
+    """The service could not be reached, or answered 5xx, on every try."""
+
+
+class JobFailed(ProfilerError):
+    """A profiling job or network measurement ended failed or cancelled."""
+
+
+class JobTimeout(ProfilerError, TimeoutError):
+    """A job did not finish within the caller's timeout (it keeps running on the device)."""
+
+
+def _detail(resp: httpx.Response) -> Any:
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text.strip() or resp.reason_phrase
+    return body.get("detail", body) if isinstance(body, dict) else body
+
+
+def _detail_text(detail: Any) -> str:
+    # FastAPI's 422 detail is a list of {loc, msg}; flatten it to one readable line
+    if isinstance(detail, list):
+        parts = []
+        for d in detail:
+            if isinstance(d, dict) and "msg" in d:
+                loc = ".".join(str(x) for x in d.get("loc", ()) if x != "body")
+                parts.append(f"{loc}: {d['msg']}" if loc else str(d["msg"]))
+            else:
+                parts.append(str(d))
+        return "; ".join(parts)
+    return str(detail)
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "_"
+
+
+class ProfilerClient:
+    """Talks to one profiler service. Not thread-safe (one httpx.Client); make one per thread."""
+
+    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 30, retries: int = 3,
+                 backoff: float = 0.5, cache_dir: str | os.PathLike | None = None):
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        self.base_url = base_url.rstrip("/")
+        self.retries, self.backoff = retries, backoff
+        headers = {"Accept": "application/json", "User-Agent": "proxyless-search-client"}
+        if api_key:
+            headers["X-API-Key"] = api_key  # what the service's write endpoints check
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers,
+                                  transport=httpx.HTTPTransport(retries=0))  # retries are ours
+        root = Path(cache_dir or DEFAULT_CACHE_DIR).expanduser()
+        # tables of two services may share an id; keep their caches apart
+        self.cache_dir = root / "tables" / _safe_name(self.base_url.split("://", 1)[-1])
+        self.last_attempts = 0  # tries made by the last request (1 = no retry)
+        self.last_status_code: int | None = None  # 200, 304, ... of the last get_table; None when offline
+        self.last_from_cache = False  # get_table answered from disk (304 or offline)
+        self.last_offline = False  # get_table answered from disk because the service was unreachable
+        self.last_etag: str | None = None
+
+    # ---- plumbing -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ProfilerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, *, idempotent: bool = True, **kw: Any) -> httpx.Response:
+        """One request with bounded retries; returns 2xx/3xx, raises ProfilerError otherwise."""
+        last_exc: Exception | None = None
+        for attempt in range(self.retries + 1):
+            self.last_attempts = attempt + 1
+            if attempt:
+                time.sleep(min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF_S))
+            try:
+                resp = self._http.request(method, path, **kw)
+            except httpx.TransportError as e:
+                last_exc = e
+                # a connect error means nothing reached the server, so even a POST is safe to repeat
+                if not idempotent and not isinstance(e, httpx.ConnectError | httpx.ConnectTimeout):
+                    raise ProfilerUnavailable(
+                        f"{method} {path} to {self.base_url} got no answer ({e!r}); not retried, since the "
+                        "server may have acted on it: check its jobs before submitting again") from e
+                log.info("profiler %s %s: %s (try %d of %d)", method, path, e, attempt + 1, self.retries + 1)
+                continue
+            if resp.status_code < 400:
+                return resp
+            detail = _detail(resp)
+            message = f"{method} {path} -> {resp.status_code}: {_detail_text(detail)}"
+            if resp.status_code < 500:
+                raise ProfilerError(message, status_code=resp.status_code, detail=detail)
+            if not idempotent and resp.status_code not in _NOT_PROCESSED:
+                raise ProfilerError(message, status_code=resp.status_code, detail=detail)
+            # still failing after every retry counts as unavailable, so get_table falls back to its cache
+            last_exc = ProfilerUnavailable(message, status_code=resp.status_code, detail=detail)
+            log.info("profiler %s (try %d of %d)", message, attempt + 1, self.retries + 1)
+        if isinstance(last_exc, ProfilerError):
+            raise last_exc
+        raise ProfilerUnavailable(f"profiler at {self.base_url} unreachable after {self.last_attempts} "
+                                  f"tries: {method} {path}: {last_exc!r}") from last_exc
+
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
+        return self._request(method, path, **kw).json()
+
+    # ---- service ----------------------------------------------------------------------------------
+
+    def health(self) -> dict:
+        return self._json("GET", "/healthz")
+
+    def device(self) -> dict:
+        return self._json("GET", "/v1/device")
+
+    def spaces(self) -> list[dict]:
+        return self._json("GET", "/v1/spaces")
+
+    # ---- tables -----------------------------------------------------------------------------------
+
+    def list_tables(self) -> list[TableSummary]:
+        return [TableSummary.model_validate(t) for t in self._json("GET", "/v1/tables")]
+
+    def _cache_path(self, table_id: str) -> Path:
+        return self.cache_dir / f"{_safe_name(table_id)}.json"
+
+    def cached_table(self, table_id: str) -> tuple[TableOut, str | None] | None:
+        """(table, etag) from the local cache, or None when absent or unreadable."""
+        path = self._cache_path(table_id)
+        try:
+            blob = json.loads(path.read_text())
+            return TableOut.model_validate(blob["table"]), blob.get("etag")
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("ignoring unreadable cached table %s: %s", path, e)
+            return None
+
+    def _store(self, table_id: str, body: dict, etag: str | None) -> None:
+        path = self._cache_path(table_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"etag": etag, "fetched_at": time.time(), "table": body}))
+        os.replace(tmp, path)  # atomic: a concurrent reader (another DDP rank) never sees half a file
+
+    def get_table(self, table_id: str) -> TableOut:
+        """The whole table; revalidated by ETag against the cache; the cache when the service is down."""
+        cached = self.cached_table(table_id)
+        headers = {"If-None-Match": cached[1]} if cached and cached[1] else {}
+        self.last_from_cache = self.last_offline = False
+        try:
+            resp = self._request("GET", f"/v1/tables/{table_id}", headers=headers)
+        except ProfilerUnavailable:
+            if cached is None:
+                raise
+            table, etag = cached
+            log.warning("profiler unreachable, using cached table %s (etag %s)", table_id, etag)
+            self.last_status_code, self.last_from_cache, self.last_offline = None, True, True
+            self.last_etag = etag
+            return table
+        self.last_status_code = resp.status_code
+        if resp.status_code == 304 and cached is not None:
+            self.last_from_cache, self.last_etag = True, cached[1]
+            return cached[0]
+        if resp.status_code == 304:  # we sent no validator, so the server is wrong; ask again plainly
+            resp = self._request("GET", f"/v1/tables/{table_id}")
+            self.last_status_code = resp.status_code
+        body = resp.json()
+        table = TableOut.model_validate(body)
+        self.last_etag = resp.headers.get("ETag") or table.etag
+        self._store(table_id, body, self.last_etag)
+        return table
+
+    def get_table_yaml(self, table_id: str) -> str:
+        """The table in the published ProxylessNAS yaml format (``KEY: {count, mean, var}``)."""
+        return self._request("GET", f"/v1/tables/{table_id}", params={"format": "yaml"}).text
+
+    def get_calibration(self, table_id: str) -> dict | None:
+        """The table's calibration from measured networks (``shared.calibration.Calibration.from_dict``)."""
+        return self.get_table(table_id).calibration
+
+    def lookup(self, table_id: str, keys: list[str]) -> LookupResponse:
+        keys = [getattr(k, "key", k) for k in keys]  # OpSpec or key string
+        body = self._json("POST", f"/v1/tables/{table_id}/lookup", json={"keys": keys})  # read-only
+        return LookupResponse.model_validate(body)
+
+    def import_table(self, content: str | bytes | dict, *, device: str, backend: str, threads: int = 1,
+                     batch: int = 1) -> ImportResponse:
+        """Import the published yaml (text) or our JSON (a dict or its text)."""
+        if isinstance(content, dict):
+            data, ctype = json.dumps(content).encode(), "application/json"
+        else:
+            data = content.encode() if isinstance(content, str) else content
+            ctype = "application/json" if data.lstrip()[:1] in (b"{", b"[") else "application/x-yaml"
+        params = {"device": device, "backend": backend, "threads": threads, "batch": batch}
+        resp = self._request("POST", "/v1/tables/import", idempotent=False, params=params, content=data,
+                             headers={"Content-Type": ctype})
+        return ImportResponse.model_validate(resp.json())
+
+    # ---- profiling jobs ---------------------------------------------------------------------------
+
+    def submit_profile(self, keys: list[str] | None = None, *, space: str | None = None,
+                       resolution: int | None = None, width_mult: float | None = None,
+                       num_classes: int | None = None, backend: str = "onnxruntime", threads: int = 1,
+                       batch: int = 1, table_id: str | None = None) -> dict:
+        """POST /v1/jobs for a space or a list of keys -> {"id", "status", "table_id", "total", ...}."""
+        job = JobCreate(space=space, resolution=resolution, width_mult=width_mult, num_classes=num_classes,
+                        keys=[getattr(k, "key", k) for k in keys] if keys is not None else None,
+                        backend=backend, threads=threads, batch=batch, table_id=table_id)
+        return self._json("POST", "/v1/jobs", idempotent=False, json=job.model_dump(exclude_none=True))
+
+    def get_job(self, job_id: str) -> dict:
+        return self._json("GET", f"/v1/jobs/{job_id}")
+
+    def cancel_job(self, job_id: str) -> dict:
+        return self._json("DELETE", f"/v1/jobs/{job_id}")
+
+    def _wait(self, fetch: Callable[[], dict], what: str, poll: float, timeout: float | None,
+              progress: Callable[[dict], None] | None) -> dict:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            state = fetch()
+            if progress is not None:
+                progress(state)
+            if state.get("status") in _TERMINAL:
+                if state["status"] != "done":
+                    raise JobFailed(f"{what} {state['status']}: {state.get('error') or 'no reason given'}",
+                                    detail=state.get("error"))
+                return state
+            if deadline is not None and time.monotonic() >= deadline:
+                raise JobTimeout(f"{what} still {state.get('status')} after {timeout:.0f} s "
+                                 f"({state.get('done', '?')}/{state.get('total', '?')} done)")
+            time.sleep(poll)
+
+    def wait_job(self, job_id: str, *, poll: float = 0.5, timeout: float | None = 3600,
+                 progress: Callable[[dict], None] | None = None) -> dict:
+        """Poll until done; ``progress(job)`` sees every poll (done/total). Failed/cancelled -> JobFailed."""
+        return self._wait(lambda: self.get_job(job_id), f"job {job_id}", poll, timeout, progress)
+
+    # ---- whole networks ---------------------------------------------------------------------------
+
+    def measure_network(self, table_id: str, arch: Any) -> str:
+        """POST /v1/networks: measure an architecture end to end on the device; returns the job id."""
+        data = arch.model_dump() if hasattr(arch, "model_dump") else dict(arch)
+        wire = ArchIn.model_validate(data).model_dump()  # exactly the fields of ARCH_JSON
+        body = self._json("POST", "/v1/networks", idempotent=False, json={"table_id": table_id, "arch": wire})
+        return body["id"]
+
+    def get_network(self, network_id: str) -> NetworkOut:
+        return NetworkOut.model_validate(self._json("GET", f"/v1/networks/{network_id}"))
+
+    def wait_network(self, network_id: str, *, poll: float = 0.5, timeout: float | None = 3600,
+                     progress: Callable[[dict], None] | None = None) -> NetworkOut:
+        state = self._wait(lambda: self._json("GET", f"/v1/networks/{network_id}"),
+                           f"network {network_id}", poll, timeout, progress)
+        return NetworkOut.model_validate(state)
+
+
+__all__ = ["JobFailed", "JobTimeout", "ProfilerClient", "ProfilerError", "ProfilerUnavailable"]
