@@ -1,0 +1,38 @@
+# One venv for everything; torch is pinned to the CPU wheel (a loose `torch` pulls a multi-GB CUDA build).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint demo bench-table bench-memory bench-fidelity clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# pytest exits 5 when it collects nothing; make treats any non-zero exit as failure.
+test: install
+	$(VENV)/bin/ruff check shared profiler_service search_client tests bench scripts
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(VENV)/bin/ruff check shared profiler_service search_client tests bench scripts
+
+demo: install
+	$(PY) scripts/demo.py
+
+bench-table: install
+	$(PY) bench/profile_table.py
+
+bench-memory: install
+	$(PY) bench/supernet_memory.py
+
+bench-fidelity: install
+	$(PY) bench/fidelity.py
+
+clean:
+	rm -rf var runs .pytest_cache
