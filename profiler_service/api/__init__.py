@@ -1,0 +1,1 @@
+"""REST API v1 (DESIGN.md "REST API"): dependencies, error mapping, routes."""

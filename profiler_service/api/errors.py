@@ -1,0 +1,61 @@
+"""Every bad input is a 4xx whose ``detail`` says which field is wrong and why; never a 500."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from profiler_service.services.errors import ServiceError
+from shared.specs import SpecError
+
+log = logging.getLogger(__name__)
+
+
+def _loc(loc: tuple) -> str:
+    parts = [str(p) for p in loc]
+    if len(parts) > 1 and parts[0] == "body":  # "resolution", not "body.resolution"
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _validation_detail(errors: list[dict]) -> str:
+    return "; ".join(f"{_loc(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in errors)
+
+
+async def _spec_error(_: Request, exc: SpecError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=422)
+
+
+async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+    body = {"detail": exc.message}
+    if field := getattr(exc, "field", None):
+        body["field"] = field
+    return JSONResponse(body, status_code=exc.status_code)
+
+
+async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = list(exc.errors())
+    # "detail" as one readable line; the structured list stays available for programs.
+    structured = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
+    return JSONResponse({"detail": _validation_detail(errors), "errors": structured}, status_code=422)
+
+
+async def _pydantic_validation(_: Request, exc: ValidationError) -> JSONResponse:
+    return JSONResponse({"detail": _validation_detail(list(exc.errors()))}, status_code=422)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(SpecError, _spec_error)
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(ValidationError, _pydantic_validation)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,11 @@
+"""One module per resource; each route is a thin call into profiler_service.services."""
+
+from fastapi import APIRouter
+
+from profiler_service.api.routes import device, health, jobs, metrics, networks, spaces, tables
+
+api_router = APIRouter()
+for _module in (health, device, spaces, jobs, tables, networks, metrics):
+    api_router.include_router(_module.router)
+
+__all__ = ["api_router"]

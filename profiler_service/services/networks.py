@@ -1,0 +1,108 @@
+"""Whole-network measurements next to the table's prediction: the fidelity number the product lives by."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from profiler_service.db.models import Device, Job, Network, Table, utcnow
+from profiler_service.services import tables as T
+from profiler_service.services.errors import Invalid, NotFound
+from profiler_service.services.jobs import check_runnable
+from shared.arch import Arch, resolve
+from shared.schemas import NetworkCreate, NetworkOut, OpStats
+from shared.specs import Limits, SpecError, parse_key, validate
+
+_STATS = ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "count")
+
+
+def predict(session: Session, table: Table, keys: Sequence[str]) -> tuple[float | None, list[str]]:
+    """Sum of table medians along the net (a repeated op counts each time).
+
+    With any key missing there is no prediction (None), never a partial sum that looks like one; the
+    missing keys are listed so the client can profile them.
+    """
+    stored = T.entries(session, table.id, set(keys))
+    missing = list(dict.fromkeys(k for k in keys if k not in stored))
+    if missing:
+        return None, missing
+    return sum(stored[k].median_ms for k in keys), []
+
+
+def create_network_job(session: Session, req: NetworkCreate, *, device: Device, limits: Limits,
+                       backends: Sequence[str]) -> Network:
+    """Measured on this device with the table's backend, threads and batch; predicted from the table."""
+    table = T.get_table(session, req.table_id)
+    if table.backend not in backends:
+        raise Invalid("table_id", f"table {table.id} is for backend {table.backend!r}, which this device "
+                                  f"cannot run; available: {list(backends)}")
+    check_runnable(table.backend, table.threads, backends)
+    arch = resolve(Arch(**req.arch.model_dump()))
+    for i, key in enumerate(arch.keys):
+        try:
+            validate(parse_key(key, limits), limits, table.batch)
+        except SpecError as e:
+            raise Invalid(f"arch op {i}", f"{e} (key {key!r})") from None
+    predicted, missing = predict(session, table, arch.keys)
+    job = Job(kind="network", device_id=device.id, table_id=table.id, total=1, done=0,
+              params={"keys": arch.keys, "backend": table.backend, "threads": table.threads,
+                      "batch": table.batch})
+    session.add(job)
+    session.flush()
+    net = Network(job_id=job.id, table_id=table.id, arch=arch.model_dump(), status="queued",
+                  predicted_ms=predicted, missing=missing)
+    session.add(net)
+    session.flush()
+    return net
+
+
+def get_network(session: Session, network_id: str) -> Network:
+    net = session.get(Network, network_id)
+    if net is None:
+        raise NotFound(f"network {network_id!r} not found")
+    return net
+
+
+def network_for_job(session: Session, job_id: str) -> Network | None:
+    return session.scalar(select(Network).where(Network.job_id == job_id))
+
+
+def network_out(session: Session, net: Network) -> NetworkOut:
+    """The prediction is recomputed from the table as it is now: profiling after the request fills it in."""
+    table = T.get_table(session, net.table_id)
+    predicted, missing = predict(session, table, net.arch.get("keys", []))
+    measured = (OpStats(**{f: getattr(net, f) for f in _STATS}) if net.median_ms is not None else None)
+    scale = (table.calibration or {}).get("scale")
+    calibrated = predicted * scale if predicted is not None and isinstance(scale, int | float) else None
+    return NetworkOut(id=net.id, status=net.status, table_id=net.table_id, arch=net.arch, measured=measured,
+                      predicted_ms=predicted, calibrated_ms=calibrated, missing=missing, error=net.error)
+
+
+def store_measured(session: Session, net: Network, stats: OpStats) -> None:
+    for f in _STATS:
+        setattr(net, f, getattr(stats, f))
+    table = T.get_table(session, net.table_id)
+    net.predicted_ms, net.missing = predict(session, table, net.arch.get("keys", []))
+    net.finished_at = utcnow()
+    session.flush()
+    recalibrate(session, table)
+
+
+def recalibrate(session: Session, table: Table) -> None:
+    """Table calibration = median of measured/predicted over its measured networks.
+
+    The op sum misses what fusion and the memory hierarchy do to a whole net; one scale per table is the
+    simplest correction that a client can apply (``calibrated_ms``) and that changes the table's ETag.
+    """
+    rows = session.execute(select(Network.median_ms, Network.predicted_ms).where(
+        Network.table_id == table.id, Network.median_ms.is_not(None), Network.predicted_ms.is_not(None),
+        Network.predicted_ms > 0)).all()
+    if not rows:
+        return
+    ratios = [m / p for m, p in rows]
+    table.calibration = {"scale": statistics.median(ratios), "networks": len(ratios),
+                         "method": "median of measured/predicted over whole-network measurements"}
+    T.touch(session, table)

@@ -1,0 +1,124 @@
+"""Table files: the published ProxylessNAS / once-for-all yaml, and our JSON (the GET /v1/tables/{id} body).
+
+Published format, one line per op: ``KEY: {count: N, mean: MS, var: MS^2}``. It has no median or
+percentiles, so on import ``median_ms = p10_ms = p90_ms = mean`` and ``std_ms = sqrt(var)``. Our export
+writes that format plus ``median``, ``p10`` and ``p90`` fields (readers of the published format look up
+``mean`` only), so our own yaml round-trips without loss and a published file imports unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from profiler_service.db.models import Table
+from profiler_service.services import tables as T
+from profiler_service.services.errors import Invalid
+from shared.schemas import ImportResponse, OpStats
+
+YAML_MEDIA_TYPE = "application/x-yaml"
+_PUBLISHED_REQUIRED = ("count", "mean", "var")
+
+
+def to_yaml(session: Session, table: Table) -> str:
+    meta = T.summary(session, table)
+    doc: dict[str, dict[str, Any]] = {}
+    for key, st in T.entries(session, table.id).items():
+        doc[key] = {"count": st.count, "mean": st.mean_ms, "var": st.std_ms ** 2,
+                    "median": st.median_ms, "p10": st.p10_ms, "p90": st.p90_ms}
+    header = (f"# latency table {meta.id}: device={meta.device} backend={meta.backend} threads={meta.threads}"
+              f" batch={meta.batch} dtype={meta.dtype} etag={meta.etag}\n# times in ms, var in ms^2\n")
+    if not doc:
+        return header + "{}\n"
+    return header + yaml.safe_dump(doc, default_flow_style=None, sort_keys=False, width=10**6)
+
+
+def _number(entry: dict, field: str, key: str) -> float:
+    value = entry[field]
+    if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise Invalid(key, f"field {field!r} must be a non-negative number, got {entry[field]!r}")
+    return float(value)
+
+
+def _published_entry(key: str, entry: Any) -> OpStats:
+    if not isinstance(entry, dict):
+        raise Invalid(key, f"expected a mapping {{count, mean, var}}, got {type(entry).__name__}")
+    for field in _PUBLISHED_REQUIRED:
+        if field not in entry:
+            raise Invalid(key, f"missing field {field!r} (published entries need count, mean, var)")
+    mean = _number(entry, "mean", key)
+    count = _number(entry, "count", key)
+    if count != int(count):
+        raise Invalid(key, f"field 'count' must be an integer, got {entry['count']!r}")
+    opt = {f: _number(entry, f, key) for f in ("median", "p10", "p90") if f in entry}
+    std = math.sqrt(_number(entry, "var", key))
+    return OpStats(median_ms=opt.get("median", mean), mean_ms=mean, std_ms=std,
+                   p10_ms=opt.get("p10", mean), p90_ms=opt.get("p90", mean), count=int(count))
+
+
+def _json_entry(key: str, entry: Any) -> OpStats:
+    try:
+        return OpStats.model_validate(entry)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "entry"
+        raise Invalid(key, f"field {field!r}: {err['msg']}") from None
+
+
+def parse_table(body: bytes | str) -> dict[str, OpStats]:
+    """Published yaml or our JSON -> entries. Raises Invalid naming the key and field at fault."""
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise Invalid("body", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        # JSON first: YAML 1.1 would read JSON's 1e-3 as a string.
+        doc, is_json = json.loads(body), True
+    except ValueError:
+        try:
+            doc, is_json = yaml.safe_load(body), False
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or str(e)
+            raise Invalid("yaml", f"malformed{where}: {problem}") from None
+    if not isinstance(doc, dict) or not doc:
+        raise Invalid("body", "expected a non-empty mapping: published yaml {KEY: {count, mean, var}} "
+                              "or our JSON {\"entries\": {KEY: {median_ms, ...}}}")
+    if is_json and isinstance(doc.get("entries"), dict):
+        parse, raw = _json_entry, doc["entries"]
+    else:
+        parse, raw = _published_entry, doc
+    if not raw:
+        raise Invalid("entries", "no entries")
+    out: dict[str, OpStats] = {}
+    for i, (key, entry) in enumerate(raw.items()):
+        if not isinstance(key, str):
+            raise Invalid(f"entry {i}", f"key {key!r} is not a string")
+        T.check_key(key)
+        out[key] = parse(key, entry)
+    return out
+
+
+def import_table(session: Session, body: bytes | str, *, device: str, backend: str, threads: int,
+                 batch: int, dtype: str = "float32") -> ImportResponse:
+    """Parse first, then write: a bad entry anywhere leaves the database untouched."""
+    stats = parse_table(body)
+    table = T.get_or_create_by_name(session, device, backend, threads, batch, dtype)
+    n = T.upsert_measurements(session, table, stats)
+    return ImportResponse(id=table.id, entries=n)
+
+
+def to_json(session: Session, table: Table) -> str:
+    return T.table_out(session, table).model_dump_json(indent=1)

@@ -1,0 +1,90 @@
+"""Service configuration: one pydantic-settings object, read from ``PROFILER_*`` environment variables.
+
+Built by the app factory / CLI, never at import time, so tests and several apps in one process can each
+have their own.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.specs import Limits
+
+if TYPE_CHECKING:
+    from profiler_service.measure.protocol import Protocol
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class BindError(ValueError):
+    """The server was asked to listen where it must not."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROFILER_", extra="ignore")
+
+    database_url: str = "sqlite:///./var/profiler.db"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    api_key: SecretStr | None = None
+    device_name: str = Field(default_factory=socket.gethostname, min_length=1, max_length=200)
+    cache_dir: Path = Path("./var/onnx-cache")
+
+    # What this device agrees to build (shared.specs.Limits).
+    max_channels: int = Field(default=4096, ge=1)
+    max_resolution: int = Field(default=1024, ge=8)
+    max_batch: int = Field(default=256, ge=1)
+    max_activation_mb: float = Field(default=512.0, gt=0)
+
+    # Measurement protocol (profiler_service.measure.protocol.Protocol).
+    rel_ci: float = Field(default=0.02, gt=0, lt=1)
+    budget_s: float = Field(default=3.0, gt=0)
+    warmup_runs: int = Field(default=10, ge=0)
+    warmup_s: float = Field(default=0.1, ge=0)
+    min_runs: int = Field(default=20, ge=5)
+    max_runs: int = Field(default=5000, ge=5)
+
+    # Worker behaviour.
+    worker: bool = True
+    poll_interval_s: float = Field(default=0.5, gt=0)
+    # A running job whose heartbeat is older than this is taken to have lost its worker.
+    stale_job_s: float = Field(default=600.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    max_import_mb: float = Field(default=32.0, gt=0)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_key_is_no_key(cls, v: object) -> object:
+        # PROFILER_API_KEY="" must not count as a key: it would open a public bind with an empty secret.
+        if isinstance(v, str) and not v.strip():
+            return None
+        return v
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_channels=self.max_channels, max_resolution=self.max_resolution,
+                      max_batch=self.max_batch, max_activation_mb=self.max_activation_mb)
+
+    @property
+    def protocol(self) -> Protocol:
+        # Imported here: the engine pulls in numpy, and settings must stay cheap to build.
+        from profiler_service.measure.protocol import Protocol
+
+        return Protocol(rel_ci=self.rel_ci, budget_s=self.budget_s, warmup_runs=self.warmup_runs,
+                        warmup_s=self.warmup_s, min_runs=self.min_runs, max_runs=self.max_runs)
+
+    @property
+    def api_key_value(self) -> str | None:
+        return self.api_key.get_secret_value() if self.api_key else None
+
+    def check_bind(self, host: str | None = None) -> None:
+        """Refuse a non-loopback bind without an API key: anyone on the network could queue benchmarks."""
+        host = host or self.host
+        if self.api_key_value is None and host not in LOOPBACK_HOSTS:
+            raise BindError(f"refusing to listen on {host!r} without an API key: set PROFILER_API_KEY "
+                            "or bind to 127.0.0.1")

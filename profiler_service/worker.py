@@ -1,0 +1,221 @@
+"""The job worker: claims this device's jobs one at a time and runs them through the measurement engine.
+
+Runs as a background thread of the API server (started in the app lifespan) or in the foreground of the
+CLI. The benchmarks themselves run in a child process owned by the engine; this thread only blocks on it,
+stores each result as it lands (one transaction per op, so a crash never leaves half a row) and polls the
+job's status so a DELETE stops the child between or during ops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from profiler_service.db.engine import Database
+from profiler_service.db.models import Table
+from profiler_service.services import networks as N
+from profiler_service.services import queue as Q
+from profiler_service.services import tables as T
+from profiler_service.services.jobs import get_job
+from profiler_service.settings import Settings
+from shared.schemas import OpStats
+
+log = logging.getLogger(__name__)
+
+# Worker ids alive in this process: recovery must not re-queue a job a sibling thread is running.
+LIVE_WORKERS: set[str] = set()
+_CANCEL_POLL_S = 0.5
+_RECOVER_EVERY_S = 60.0
+
+Progress = Callable[[int, int], None]
+
+
+class Worker:
+    def __init__(self, db: Database, settings: Settings, device_id: int, *,
+                 on_op_measured: Callable[[], None] | None = None):
+        self.db = db
+        self.settings = settings
+        self.device_id = device_id
+        self.id = Q.new_worker_id()
+        self.on_op_measured = on_op_measured
+        self.current_job: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        LIVE_WORKERS.add(self.id)
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run_forever, name=f"profiler-worker-{self.id}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the current op; a job cut short by shutdown goes back to the queue."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        LIVE_WORKERS.discard(self.id)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def run_forever(self) -> None:
+        last_recover = 0.0
+        while not self._stop.is_set():
+            try:
+                if time.monotonic() - last_recover > _RECOVER_EVERY_S:
+                    self.recover()
+                    last_recover = time.monotonic()
+                if not self.run_once():
+                    self._stop.wait(self.settings.poll_interval_s)
+            except Exception:  # the loop must outlive a database hiccup; the job itself records its errors
+                log.exception("worker %s: loop error", self.id)
+                self._stop.wait(max(5 * self.settings.poll_interval_s, 2.0))
+
+    def recover(self) -> list[Q.Recovered]:
+        with self.db.session() as s:
+            done = Q.recover_orphans(s, self.device_id, live_workers=LIVE_WORKERS,
+                                     stale_after_s=self.settings.stale_job_s,
+                                     max_attempts=self.settings.max_attempts)
+        for r in done:
+            log.warning("job %s %s: %s", r.job_id, r.action, r.reason)
+        return done
+
+    def run_once(self, progress: Progress | None = None) -> bool:
+        """Claim and run one job; False when the queue is empty."""
+        with self.db.session() as s:
+            job = Q.claim_next_job(s, self.device_id, self.id)
+            job_id = job.id if job else None
+        if job_id is None:
+            return False
+        self.run_job(job_id, progress)
+        return True
+
+    # ---- one job ---------------------------------------------------------------------------------
+
+    def run_job(self, job_id: str, progress: Progress | None = None) -> str:
+        """Run a job this worker has claimed; returns its final status."""
+        from profiler_service.measure.runner import MeasureError
+
+        self.current_job = job_id
+        try:
+            with self.db.session(write=False) as s:
+                kind = get_job(s, job_id).kind
+            if kind == "network":
+                self._run_network(job_id)
+            else:
+                self._run_profile(job_id, progress)
+        except MeasureError as e:
+            self._fail(job_id, str(e) or "measurement failed")
+        except Exception as e:  # recorded on the job: a client polling it must learn why
+            log.exception("job %s failed", job_id)
+            self._fail(job_id, f"{type(e).__name__}: {e}")
+        finally:
+            self.current_job = None
+        with self.db.session(write=False) as s:
+            return get_job(s, job_id).status
+
+    def _fail(self, job_id: str, error: str) -> None:
+        with self.db.session() as s:
+            if self._stop.is_set():
+                Q.requeue(s, job_id, worker_id=self.id)
+            else:
+                Q.finish(s, job_id, "failed", error[:4000], worker_id=self.id)
+
+    def _should_cancel(self, job_id: str) -> Callable[[], bool]:
+        last = [0.0, False]
+
+        def check() -> bool:
+            if self._stop.is_set():
+                return True
+            now = time.monotonic()
+            if now - last[0] >= _CANCEL_POLL_S:
+                try:
+                    with self.db.session() as s:
+                        last[1] = not Q.heartbeat(s, job_id, self.id)
+                except SQLAlchemyError as e:  # a database blip must not abort a long profile
+                    log.warning("job %s: status check failed (%s); carrying on", job_id, e)
+                last[0] = now
+            return last[1]
+        return check
+
+    def _engine_args(self, params: dict) -> dict:
+        return {"backend": params["backend"], "threads": int(params["threads"]),
+                "batch": int(params["batch"]), "protocol": self.settings.protocol,
+                "cache_dir": self.settings.cache_dir}
+
+    def _after_engine(self, job_id: str, completed: bool) -> None:
+        with self.db.session() as s:
+            if completed:
+                Q.finish(s, job_id, "done", worker_id=self.id)
+            elif self._stop.is_set():
+                Q.requeue(s, job_id, worker_id=self.id)
+            # else: cancelled (or taken over by recovery): the status already says so.
+
+    def _run_profile(self, job_id: str, progress: Progress | None) -> None:
+        from profiler_service.measure.runner import measure_ops
+
+        with self.db.session() as s:
+            job = get_job(s, job_id)
+            params, table_id = dict(job.params), job.table_id
+            all_keys = list(params["keys"])
+            stored = T.keys_stored_by_job(s, job_id)  # resume: skip what this job already measured
+            todo = [k for k in all_keys if k not in stored]
+            Q.set_progress(s, job_id, len(all_keys) - len(todo))
+        done = [len(all_keys) - len(todo)]
+        if progress:
+            progress(done[0], len(all_keys))
+
+        def on_result(key: str, stats: OpStats) -> None:
+            with self.db.session() as s:
+                table = s.get(Table, table_id)
+                T.upsert_measurements(s, table, {key: stats}, job_id=job_id)
+                Q.add_progress(s, job_id)
+            done[0] += 1
+            if self.on_op_measured:
+                self.on_op_measured()
+            if progress:
+                progress(done[0], len(all_keys))
+
+        if todo:
+            measure_ops(todo, **self._engine_args(params), on_result=on_result,
+                        should_cancel=self._should_cancel(job_id))
+        # Settle from what is stored, not from how the engine returned: every key stored is done, even if a
+        # cancel or shutdown raced the last op.
+        with self.db.session() as s:
+            left = [k for k in all_keys if k not in T.keys_stored_by_job(s, job_id)]
+            if not left:
+                Q.finish(s, job_id, "done", worker_id=self.id)
+            elif self._stop.is_set():
+                Q.requeue(s, job_id, worker_id=self.id)
+            else:  # no-op when cancelled (finish only moves a running job of ours)
+                Q.finish(s, job_id, "failed", f"the engine stopped with {len(left)} op(s) unmeasured, "
+                                              f"first {left[0]!r}", worker_id=self.id)
+
+    def _run_network(self, job_id: str) -> None:
+        from profiler_service.measure.runner import MeasureError, measure_network
+
+        with self.db.session(write=False) as s:
+            params = dict(get_job(s, job_id).params)
+        should_cancel = self._should_cancel(job_id)
+        try:
+            stats = measure_network(list(params["keys"]), **self._engine_args(params),
+                                    should_cancel=should_cancel)
+        except MeasureError:
+            if should_cancel():
+                self._after_engine(job_id, completed=False)
+                return
+            raise
+        with self.db.session() as s:
+            net = N.network_for_job(s, job_id)
+            if net is None:
+                raise RuntimeError(f"network job {job_id} has no network row")
+            N.store_measured(s, net, stats)
+            Q.add_progress(s, job_id)
+        self._after_engine(job_id, completed=True)

@@ -1,0 +1,220 @@
+"""Database layer on a real SQLite file and a real PostgreSQL: schema, upserts, ETags, the job queue."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from datetime import timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+
+from profiler_service.db import Base, Database, Device, Job, Measurement, Table, init_db
+from profiler_service.db.models import utcnow
+from profiler_service.services import queue as Q
+from profiler_service.services import tables as T
+from profiler_service.services.devices import ensure_device
+from profiler_service.services.jobs import cancel_job
+from profiler_service.services.queue import HOST
+from shared.schemas import OpStats
+
+KEY = "expanded_conv-input:8x8x16-output:8x8x16-expand:3-kernel:3-stride:1-idskip:1"
+KEY2 = "sep_conv-input:8x8x16-output:8x8x16-kernel:5-stride:1"
+
+
+def stats(ms: float, count: int = 10) -> OpStats:
+    return OpStats(median_ms=ms, mean_ms=ms, std_ms=0.1, p10_ms=ms * 0.9, p90_ms=ms * 1.1, count=count)
+
+
+def add_job(db: Database, device_id: int, **kw) -> str:
+    with db.session() as s:
+        table = T.get_or_create_table(s, s.get_one(Device, device_id), "onnxruntime", 1, 1)
+        job = Job(kind="profile", device_id=device_id, table_id=table.id, total=2, params={
+            "keys": [KEY, KEY2], "backend": "onnxruntime", "threads": 1, "batch": 1}, **kw)
+        s.add(job)
+        s.flush()
+        return job.id
+
+
+def test_schema_is_migrated_and_matches_models(db: Database):
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+    init_db(db.url).dispose()  # upgrading an up-to-date database is a no-op
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
+    database = init_db(str(tmp_path / "plain-path.db"))  # a bare path means a SQLite file
+    with database.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    with pytest.raises(IntegrityError), database.session() as s:
+        s.add(Table(device_id=12345, backend="torch", threads=1, batch=1))
+    database.dispose()
+
+
+def test_table_is_unique_per_configuration(db: Database, device_id: int):
+    with db.session() as s:
+        device = ensure_device(s, "test-device")
+        a = T.get_or_create_table(s, device, "onnxruntime", 1, 1)
+        assert T.get_or_create_table(s, device, "onnxruntime", 1, 1).id == a.id
+        assert T.get_or_create_table(s, device, "onnxruntime", 2, 1).id != a.id
+    with pytest.raises(IntegrityError), db.session() as s:
+        s.add(Table(device_id=device_id, backend="onnxruntime", threads=1, batch=1, dtype="float32"))
+
+
+def test_reprofiling_replaces_the_row_and_changes_the_etag(db: Database, device_id: int):
+    with db.session() as s:
+        table = T.get_or_create_by_name(s, "test-device", "onnxruntime", 1, 1)
+        empty_etag = table.etag
+        T.upsert_measurements(s, table, {KEY: stats(1.0), KEY2: stats(2.0)})
+        first = table.etag
+    with db.session() as s:
+        table = T.get_table(s, table.id)
+        assert T.compute_etag(s, table) == first  # content hash: same content, same tag
+        T.upsert_measurements(s, table, {KEY: stats(1.5, count=99)})
+        second = table.etag
+    assert len({empty_etag, first, second}) == 3
+    with db.session(write=False) as s:
+        rows = s.scalars(select(Measurement).where(Measurement.key == KEY)).all()
+        assert len(rows) == 1 and rows[0].median_ms == 1.5 and rows[0].count == 99
+        assert T.entries(s, table.id)[KEY2].median_ms == 2.0
+        assert T.summary(s, T.get_table(s, table.id)).entries == 2
+
+
+def test_lookup_lists_missing_keys_and_prices_zero_ops_at_nothing(db: Database, device_id: int):
+    zero = "zero-input:8x8x16-output:8x8x16"
+    with db.session() as s:
+        table = T.get_or_create_by_name(s, "test-device", "onnxruntime", 1, 1)
+        T.upsert_measurements(s, table, {KEY: stats(1.0)})
+        out = T.lookup(s, table, [KEY, KEY2, zero, KEY2])
+    assert set(out.found) == {KEY, zero} and out.found[zero].median_ms == 0
+    assert out.missing == [KEY2]
+
+
+def test_claim_takes_the_oldest_queued_job_of_this_device_only(db: Database, device_id: int):
+    with db.session() as s:
+        other = ensure_device(s, "other-device").id
+    mine = [add_job(db, device_id, created_at=utcnow() + timedelta(seconds=i)) for i in range(3)]
+    add_job(db, other, created_at=utcnow() - timedelta(hours=1))
+    claimed = []
+    for _ in range(4):
+        with db.session() as s:
+            job = Q.claim_next_job(s, device_id, "w1")
+            claimed.append(job and (job.id, job.status, job.attempts, job.claimed_by))
+    assert claimed[:3] == [(j, "running", 1, "w1") for j in mine]
+    assert claimed[3] is None
+
+
+def test_concurrent_claimers_never_share_a_job(db: Database, device_id: int):
+    ids = {add_job(db, device_id) for _ in range(12)}
+    got: list[str] = []
+    lock = threading.Lock()
+
+    def claimer(name: str) -> None:
+        while True:
+            with db.session() as s:
+                job = Q.claim_next_job(s, device_id, name)
+                if job is None:
+                    return
+                with lock:
+                    got.append(job.id)
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(got) == sorted(ids)
+
+
+def test_skip_locked_gives_two_open_transactions_different_jobs(pg_database: Database):
+    db = pg_database
+    with db.session() as s:
+        s.execute(text("TRUNCATE networks, measurements, jobs, tables, devices CASCADE"))
+        dev = ensure_device(s, "pg-device").id
+    first, second = add_job(db, dev), add_job(db, dev)
+    a, b = db.write(), db.write()
+    try:
+        job_a = Q.claim_next_job(a, dev, "worker-a")  # row lock held: a has not committed
+        # Without SKIP LOCKED, b would block on a's lock; the timeout turns a wait into a failure.
+        b.execute(text("SET LOCAL lock_timeout = '3s'"))
+        job_b = Q.claim_next_job(b, dev, "worker-b")
+        assert {job_a.id, job_b.id} == {first, second}
+        a.commit()
+        b.commit()
+    finally:
+        a.close()
+        b.close()
+    with db.session(write=False) as s:
+        owners = dict(s.execute(select(Job.id, Job.claimed_by)).all())
+    assert owners == {job_a.id: "worker-a", job_b.id: "worker-b"}
+    with db.session() as s:
+        s.execute(text("TRUNCATE networks, measurements, jobs, tables, devices CASCADE"))
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_recovery_requeues_orphans_and_fails_jobs_that_keep_killing_workers(db: Database, device_id: int):
+    now = utcnow()
+    dead = f"{HOST}:{_dead_pid()}:gone"
+    orphan = add_job(db, device_id, status="running", claimed_by=dead, attempts=1, heartbeat_at=now)
+    crashy = add_job(db, device_id, status="running", claimed_by=dead, attempts=3, heartbeat_at=now)
+    live = add_job(db, device_id, status="running", claimed_by="live-worker", attempts=1, heartbeat_at=now)
+    remote_fresh = add_job(db, device_id, status="running", claimed_by="elsewhere:1:x", attempts=1,
+                           heartbeat_at=now)
+    remote_stale = add_job(db, device_id, status="running", claimed_by="elsewhere:1:y", attempts=1,
+                           heartbeat_at=now - timedelta(hours=1))
+    with db.session() as s:
+        out = {r.job_id: r.action for r in Q.recover_orphans(s, device_id, live_workers={"live-worker"},
+                                                            stale_after_s=600, max_attempts=3)}
+    assert out == {orphan: "requeued", crashy: "failed", remote_stale: "requeued"}
+    with db.session(write=False) as s:
+        status = {j.id: (j.status, j.claimed_by, j.error) for j in s.scalars(select(Job))}
+    assert status[orphan][:2] == ("queued", None)
+    assert status[crashy][0] == "failed" and "attempt 3 of 3" in status[crashy][2]
+    assert status[live][0] == status[remote_fresh][0] == "running"
+
+
+def test_a_cancel_is_never_overwritten_by_the_worker_finishing(db: Database, device_id: int):
+    job_id = add_job(db, device_id)
+    with db.session() as s:
+        assert Q.claim_next_job(s, device_id, "w").id == job_id
+    with db.session() as s:
+        assert cancel_job(s, job_id).status == "cancelled"
+    with db.session() as s:
+        assert Q.finish(s, job_id, "done") is False
+        assert Q.heartbeat(s, job_id, "w") is False  # the worker reads: stop
+    with db.session(write=False) as s:
+        assert s.get(Job, job_id).status == "cancelled"
+
+
+def test_a_worker_that_lost_its_job_cannot_touch_it(db: Database, device_id: int):
+    job_id = add_job(db, device_id)
+    with db.session() as s:
+        Q.claim_next_job(s, device_id, "old")
+        Q.requeue(s, job_id, count_attempt=True)  # recovery thought "old" was dead
+        Q.claim_next_job(s, device_id, "new")
+    with db.session() as s:
+        assert Q.heartbeat(s, job_id, "old") is False and Q.heartbeat(s, job_id, "new") is True
+        assert Q.finish(s, job_id, "failed", "late", worker_id="old") is False
+        assert Q.requeue(s, job_id, worker_id="old") is False
+        job = s.get(Job, job_id)
+        assert (job.status, job.claimed_by, job.attempts) == ("running", "new", 2)
+
+
+def test_resume_knows_what_this_job_already_stored(db: Database, device_id: int):
+    job_id = add_job(db, device_id)
+    with db.session() as s:
+        table = s.scalar(select(Table))
+        T.upsert_measurements(s, table, {KEY: stats(1.0)}, job_id=job_id)
+        T.upsert_measurements(s, table, {KEY2: stats(2.0)}, job_id=None)  # someone else's
+        assert T.keys_stored_by_job(s, job_id) == {KEY}
+        assert s.scalar(select(func.count()).select_from(Measurement)) == 2

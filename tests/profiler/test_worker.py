@@ -1,0 +1,61 @@
+"""The worker in-process with the real engine: resume skips what the job stored; engine errors are recorded."""
+
+from __future__ import annotations
+
+import pytest
+from profiler_helpers import SMALL_KEYS
+
+from profiler_service.db import Database, Job, Measurement
+from profiler_service.services import queue as Q
+from profiler_service.services import tables as T
+from profiler_service.settings import Settings
+from profiler_service.worker import Worker
+from shared.schemas import OpStats
+
+SENTINEL = OpStats(median_ms=9.0, mean_ms=9.0, std_ms=0.0, p10_ms=9.0, p90_ms=9.0, count=4242)
+
+
+def fast_settings(tmp_path) -> Settings:
+    return Settings(budget_s=0.2, min_runs=5, warmup_runs=2, warmup_s=0.01, max_runs=200,
+                    cache_dir=tmp_path / "onnx-cache", worker=False)
+
+
+def make_job(db: Database, device_id: int, keys: list[str], backend: str = "onnxruntime") -> str:
+    with db.session() as s:
+        table = T.get_or_create_by_name(s, "test-device", backend, 1, 1)
+        job = Job(kind="profile", device_id=device_id, table_id=table.id, total=len(keys),
+                  params={"keys": keys, "backend": backend, "threads": 1, "batch": 1})
+        s.add(job)
+        s.flush()
+        return job.id
+
+
+def test_a_resumed_job_measures_only_what_it_had_not_stored(db: Database, device_id: int, tmp_path):
+    keys = SMALL_KEYS[1:4]
+    job_id = make_job(db, device_id, keys)
+    worker = Worker(db, fast_settings(tmp_path), device_id)
+    with db.session() as s:
+        assert Q.claim_next_job(s, device_id, worker.id).id == job_id
+        # What a previous run of this job stored before its worker died.
+        T.upsert_measurements(s, T.get_table(s, s.get(Job, job_id).table_id), {keys[0]: SENTINEL}, job_id=job_id)
+    seen: list[tuple[int, int]] = []
+    assert worker.run_job(job_id, progress=lambda d, t: seen.append((d, t))) == "done"
+    assert seen[0] == (1, 3) and seen[-1] == (3, 3)
+    with db.session(write=False) as s:
+        job = s.get(Job, job_id)
+        rows = {m.key: m for m in s.query(Measurement).filter_by(job_id=job_id)}
+    assert (job.done, job.total, job.error) == (3, 3, None) and job.finished_at is not None
+    assert rows[keys[0]].count == 4242, "the stored op was measured again"
+    assert all(rows[k].count >= 5 and rows[k].median_ms > 0 for k in keys[1:])
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_an_engine_failure_is_recorded_on_the_job(db: Database, device_id: int, tmp_path):
+    job_id = make_job(db, device_id, SMALL_KEYS[:1], backend="no-such-backend")
+    worker = Worker(db, fast_settings(tmp_path), device_id)
+    with db.session() as s:
+        Q.claim_next_job(s, device_id, worker.id)
+    assert worker.run_job(job_id) == "failed"
+    with db.session(write=False) as s:
+        job = s.get(Job, job_id)
+    assert "no-such-backend" in job.error and "not available" in job.error and job.finished_at is not None
