@@ -309,5 +309,23 @@ class ProfilerClient:
                            f"network {network_id}", poll, timeout, progress)
         return NetworkOut.model_validate(state)
 
+    # ---- calibration ------------------------------------------------------------------------------
+
+    def calibrate(self, table_id: str, network_ids: list[str]) -> dict:
+        """Fit (on the device) the table's calibrated model from measured networks; returns it."""
+        return self._json("POST", f"/v1/tables/{table_id}/calibration", idempotent=False,
+                          json={"network_ids": network_ids})
+
+    def wait_healthy(self, timeout: float = 60) -> dict:
+        """Poll /healthz until the service answers (a freshly started one takes a few seconds)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.health()
+            except ProfilerUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.3)
+
 
 __all__ = ["JobFailed", "JobTimeout", "ProfilerClient", "ProfilerError", "ProfilerUnavailable"]

@@ -123,3 +123,7 @@ class SpaceOut(BaseModel):
     defaults: dict
     layers: int
     candidates: list[list[str]]
+
+
+class CalibrationCreate(BaseModel):
+    network_ids: list[str] = Field(min_length=3, max_length=1000)

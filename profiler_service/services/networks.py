@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from profiler_service.db.models import Device, Job, Network, Table, utcnow
+from profiler_service.services import calibration as C
 from profiler_service.services import tables as T
 from profiler_service.services.errors import Invalid, NotFound
 from profiler_service.services.jobs import check_runnable
@@ -19,17 +19,24 @@ from shared.specs import Limits, SpecError, parse_key, validate
 _STATS = ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "count")
 
 
-def predict(session: Session, table: Table, keys: Sequence[str]) -> tuple[float | None, list[str]]:
+def _table_ms(session: Session, table: Table, keys: Sequence[str]) -> dict[str, float]:
+    return {k: s.median_ms for k, s in T.entries(session, table.id, set(keys)).items()}
+
+
+def _sum(table_ms: dict[str, float], keys: Sequence[str]) -> tuple[float | None, list[str]]:
     """Sum of table medians along the net (a repeated op counts each time).
 
     With any key missing there is no prediction (None), never a partial sum that looks like one; the
     missing keys are listed so the client can profile them.
     """
-    stored = T.entries(session, table.id, set(keys))
-    missing = list(dict.fromkeys(k for k in keys if k not in stored))
+    missing = list(dict.fromkeys(k for k in keys if k not in table_ms))
     if missing:
         return None, missing
-    return sum(stored[k].median_ms for k in keys), []
+    return sum(table_ms[k] for k in keys), []
+
+
+def predict(session: Session, table: Table, keys: Sequence[str]) -> tuple[float | None, list[str]]:
+    return _sum(_table_ms(session, table, keys), keys)
 
 
 def create_network_job(session: Session, req: NetworkCreate, *, device: Device, limits: Limits,
@@ -73,10 +80,11 @@ def network_for_job(session: Session, job_id: str) -> Network | None:
 def network_out(session: Session, net: Network) -> NetworkOut:
     """The prediction is recomputed from the table as it is now: profiling after the request fills it in."""
     table = T.get_table(session, net.table_id)
-    predicted, missing = predict(session, table, net.arch.get("keys", []))
+    keys = net.arch.get("keys", [])
+    table_ms = _table_ms(session, table, keys)
+    predicted, missing = _sum(table_ms, keys)
+    calibrated = C.calibrated_ms(table, keys, table_ms) if predicted is not None else None
     measured = (OpStats(**{f: getattr(net, f) for f in _STATS}) if net.median_ms is not None else None)
-    scale = (table.calibration or {}).get("scale")
-    calibrated = predicted * scale if predicted is not None and isinstance(scale, int | float) else None
     return NetworkOut(id=net.id, status=net.status, table_id=net.table_id, arch=net.arch, measured=measured,
                       predicted_ms=predicted, calibrated_ms=calibrated, missing=missing, error=net.error)
 
@@ -88,21 +96,3 @@ def store_measured(session: Session, net: Network, stats: OpStats) -> None:
     net.predicted_ms, net.missing = predict(session, table, net.arch.get("keys", []))
     net.finished_at = utcnow()
     session.flush()
-    recalibrate(session, table)
-
-
-def recalibrate(session: Session, table: Table) -> None:
-    """Table calibration = median of measured/predicted over its measured networks.
-
-    The op sum misses what fusion and the memory hierarchy do to a whole net; one scale per table is the
-    simplest correction that a client can apply (``calibrated_ms``) and that changes the table's ETag.
-    """
-    rows = session.execute(select(Network.median_ms, Network.predicted_ms).where(
-        Network.table_id == table.id, Network.median_ms.is_not(None), Network.predicted_ms.is_not(None),
-        Network.predicted_ms > 0)).all()
-    if not rows:
-        return
-    ratios = [m / p for m, p in rows]
-    table.calibration = {"scale": statistics.median(ratios), "networks": len(ratios),
-                         "method": "median of measured/predicted over whole-network measurements"}
-    T.touch(session, table)

@@ -2,10 +2,10 @@
 
 from fastapi import APIRouter
 
-from profiler_service.api.routes import device, health, jobs, metrics, networks, spaces, tables
+from profiler_service.api.routes import calibration, device, health, jobs, metrics, networks, spaces, tables
 
 api_router = APIRouter()
-for _module in (health, device, spaces, jobs, tables, networks, metrics):
+for _module in (health, device, spaces, jobs, tables, calibration, networks, metrics):
     api_router.include_router(_module.router)
 
 __all__ = ["api_router"]
