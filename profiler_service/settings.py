@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     warmup_s: float = Field(default=0.1, ge=0)
     min_runs: int = Field(default=20, ge=5)
     max_runs: int = Field(default=5000, ge=5)
+    op_context: Literal["network", "isolated"] = "network"
 
     # Worker behaviour.
     worker: bool = True
@@ -76,7 +77,8 @@ class Settings(BaseSettings):
         from profiler_service.measure.protocol import Protocol
 
         return Protocol(rel_ci=self.rel_ci, budget_s=self.budget_s, warmup_runs=self.warmup_runs,
-                        warmup_s=self.warmup_s, min_runs=self.min_runs, max_runs=self.max_runs)
+                        warmup_s=self.warmup_s, min_runs=self.min_runs, max_runs=self.max_runs,
+                        op_context=self.op_context)
 
     @property
     def api_key_value(self) -> str | None:

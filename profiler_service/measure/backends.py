@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -20,8 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from profiler_service.measure.protocol import Protocol, time_callable
+from profiler_service.measure.context import OUTPUT, InNetwork, op_kernel_ms
+from profiler_service.measure.protocol import Protocol, summarize, time_callable
+from shared.ops import build_op
 from shared.schemas import OpStats
+from shared.specs import OpSpec
 
 OPSET = 17
 
@@ -45,11 +49,14 @@ class Backend(ABC):
                 protocol: Protocol) -> OpStats:
         return time_callable(self.runner(module, input_shape, cache_key), protocol, self.timer)
 
+    def measure_op(self, spec: OpSpec, batch: int, protocol: Protocol) -> OpStats:
+        return self.measure(build_op(spec), spec.input_shape(batch), spec.key, protocol)
+
     def info(self) -> dict:
         return {"backend": self.name, "threads": self.threads}
 
 
-def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
+def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: Path, output_name: str = "y") -> Path:
     """Export once; the rename makes a concurrent or killed export never leave a half-written file."""
     if path.exists():
         return path
@@ -58,7 +65,7 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: Path) -> 
     x = torch.randn(*input_shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), (x,), str(tmp), input_names=["x"], output_names=["y"],
+        torch.onnx.export(module.eval(), (x,), str(tmp), input_names=["x"], output_names=[output_name],
                           opset_version=OPSET, dynamo=False)
     tmp.replace(path)
     return path
@@ -72,10 +79,13 @@ def onnx_cache_path(cache_dir: Path, cache_key: str, input_shape: tuple[int, ...
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def session(self, model_path: Path):
+    def session(self, model_path: Path, profile_prefix: str | None = None):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
+        if profile_prefix:
+            opts.enable_profiling = True
+            opts.profile_file_prefix = profile_prefix
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -88,6 +98,21 @@ class OnnxRuntimeBackend(Backend):
         sess = self.session(path)
         feed = {"x": np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)}
         return lambda: sess.run(None, feed)
+
+    def measure_op(self, spec: OpSpec, batch: int, protocol: Protocol) -> OpStats:
+        if protocol.op_context != "network":
+            return super().measure_op(spec, batch, protocol)
+        shape = spec.input_shape(batch)
+        module = InNetwork(build_op(spec), spec)
+        path = export_onnx(module, shape, onnx_cache_path(self.cache_dir, f"ctx:{spec.key}", shape),
+                           output_name=OUTPUT)
+        feed = {"x": np.random.default_rng(0).standard_normal(shape, dtype=np.float32)}
+        with tempfile.TemporaryDirectory() as tmp:
+            sess = self.session(path, profile_prefix=str(Path(tmp) / "op"))
+            # The protocol's stopping rule runs on wall time; the statistic is the op's own kernel time.
+            wall = time_callable(lambda: sess.run(None, feed), protocol, self.timer)
+            per_run = op_kernel_ms(sess.end_profiling())
+        return summarize(per_run[-wall.count:])
 
     def info(self) -> dict:
         import onnxruntime as ort

@@ -17,8 +17,8 @@ def main() -> None:
         out.write(json.dumps([kind, label, payload]) + "\n")
 
     from profiler_service.measure.backends import get_backend
-    from profiler_service.measure.context import measure_task
     from profiler_service.measure.protocol import Protocol
+    from profiler_service.measure.tasks import measure_task
 
     try:
         backend = get_backend(job["backend"], threads=job["threads"], cache_dir=job["cache_dir"])

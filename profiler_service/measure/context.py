@@ -1,23 +1,65 @@
-"""How one task is built and timed: an op alone, or a whole network from its op keys."""
+"""An op measured the way it runs inside a network.
+
+Timed alone, an op pays for things a network does not: the session call, the NCHW<->NCHWc layout
+reorders onnxruntime puts at graph edges, and a residual Add that inside a network fuses into the
+projecting convolution (ORT's NCHWc Conv+Sum) but alone cannot, because its second input arrives in
+NCHW from outside the graph. We wrap the op between a cheap producer and consumer (1x1 depthwise
+convs) so the reorders and fusions land as they would in a network, then count only the kernel time
+of the op's own nodes from onnxruntime's per-node profile.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import bisect
+import json
+from pathlib import Path
 
-from profiler_service.measure.backends import Backend
-from profiler_service.measure.protocol import Protocol
-from shared.arch import net_from_keys
-from shared.ops import build_op
-from shared.schemas import OpStats
-from shared.specs import parse_key
+import numpy as np
+import torch
+from torch import nn
+
+from shared import specs as S
+from shared.specs import OpSpec
+
+OUTPUT = "ctx_out"
 
 
-def measure_task(backend: Backend, task: tuple, batch: int, protocol: Protocol) -> OpStats:
-    kind, label = task[0], task[1]
-    if kind == "op":
-        spec = parse_key(label)
-        return backend.measure(build_op(spec), spec.input_shape(batch), label, protocol)
-    keys = task[2]
-    first = parse_key(keys[0])
-    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
-    return backend.measure(net_from_keys(keys), first.input_shape(batch), f"net:{digest}", protocol)
+class InNetwork(nn.Module):
+    """producer -> op -> consumer, with the producer left out for the stem (a network's first op)."""
+
+    def __init__(self, op: nn.Module, spec: OpSpec):
+        super().__init__()
+        needs_pre = spec.type != S.STEM
+        needs_post = spec.type != S.LOGITS
+        self.pre = nn.Conv2d(spec.cin, spec.cin, 1, groups=spec.cin, bias=False) if needs_pre else nn.Identity()
+        self.op = op
+        self.post = nn.Conv2d(spec.cout, spec.cout, 1, groups=spec.cout, bias=False) if needs_post else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.post(self.op(self.pre(x)))
+
+
+def is_op_node(name: str, op_type: str) -> bool:
+    """Kernel events that belong to the op itself (names follow the exported module paths)."""
+    if op_type.startswith("Reorder"):
+        return False
+    return not name.startswith(("/pre/", "/post/", OUTPUT))
+
+
+def op_kernel_ms(profile_path: str | Path) -> np.ndarray:
+    """Per run, the summed kernel time (ms) of the op's nodes, in run order."""
+    events = json.loads(Path(profile_path).read_text())
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
+                  if e.get("cat") == "Session" and e.get("name") == "model_run")
+    starts = [r[0] for r in runs]
+    totals = np.zeros(len(runs))
+    for e in events:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+            continue
+        node = e["name"].removesuffix("_kernel_time")
+        if not is_op_node(node, e.get("args", {}).get("op_name", "")):
+            continue
+        i = bisect.bisect_right(starts, e["ts"]) - 1
+        if i >= 0 and e["ts"] <= runs[i][1]:
+            totals[i] += e["dur"] / 1e3
+    return totals

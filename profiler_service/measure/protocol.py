@@ -25,6 +25,9 @@ class Protocol:
     warmup_s: float = 0.1
     min_runs: int = 20
     max_runs: int = 5000
+    # "network": an op is timed the way it runs inside a network (see measure/context.py);
+    # "isolated": the op alone, call overhead and graph-edge reorders included.
+    op_context: str = "network"
 
 
 def median_ci_halfwidth(sorted_ms: np.ndarray) -> float:

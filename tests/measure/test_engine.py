@@ -1,0 +1,95 @@
+"""The engine with real onnxruntime sessions in a real child process."""
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from profiler_service.measure.backends import OnnxRuntimeBackend, available_backends, export_onnx
+from profiler_service.measure.context import OUTPUT, InNetwork, is_op_node, op_kernel_ms
+from profiler_service.measure.protocol import Protocol
+from profiler_service.measure.runner import MeasureError, measure_network, measure_ops
+from shared.arch import make_arch
+from shared.ops import build_op
+from shared.spaces import get_space
+from shared.specs import parse_key
+
+FAST = Protocol(budget_s=0.2, warmup_runs=2, warmup_s=0.0, min_runs=10)
+MB = "expanded_conv-input:16x16x16-output:16x16x16-expand:6-kernel:5-stride:1-idskip:1"
+
+
+def test_backends_listed():
+    assert {"onnxruntime", "torch"} <= set(available_backends())
+
+
+@pytest.mark.parametrize("context", ["network", "isolated"])
+def test_onnxruntime_op_stats(tmp_path, context):
+    backend = OnnxRuntimeBackend(threads=1, cache_dir=tmp_path)
+    stats = backend.measure_op(parse_key(MB), 1, Protocol(**{**FAST.__dict__, "op_context": context}))
+    assert stats.count >= 5 and 0 < stats.p10_ms <= stats.median_ms <= stats.p90_ms
+
+
+def test_in_network_context_excludes_edges_only():
+    assert is_op_node("/op/depth_conv/depth_conv.2/Clip_output_0_nchwc", "Conv")
+    assert not is_op_node("/pre/Conv_output_0_nchwc", "Conv")
+    assert not is_op_node("ctx_out_nchwc", "Conv")
+    assert not is_op_node("ReorderInput", "ReorderInput")
+
+
+def test_in_network_profile_counts_the_ops_own_kernels(tmp_path):
+    """Inside the producer/consumer frame the shortcut Add fuses into the projection, as in a network,
+    and the graph-edge reorders are not counted."""
+    spec = parse_key("expanded_conv-input:28x28x40-output:28x28x40-expand:6-kernel:3-stride:1-idskip:1")
+    module = InNetwork(build_op(spec), spec)
+    path = export_onnx(module, spec.input_shape(1), tmp_path / "ctx.onnx", output_name=OUTPUT)
+    backend = OnnxRuntimeBackend(threads=1, cache_dir=tmp_path)
+    sess = backend.session(path, profile_prefix=str(tmp_path / "p"))
+    for _ in range(3):
+        sess.run(None, {"x": np.zeros(spec.input_shape(1), np.float32)})
+    profile = sess.end_profiling()
+    events = json.loads(Path(profile).read_text())
+    nodes = {(e["name"].removesuffix("_kernel_time"), e["args"]["op_name"]) for e in events
+             if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")}
+    mine = sorted(op for name, op in nodes if is_op_node(name, op))
+    assert mine == ["Conv", "Conv", "Conv"]  # expand, depthwise, project(+Add): no separate Add
+    assert any(op.startswith("Reorder") for _, op in nodes)
+    per_run = op_kernel_ms(profile)
+    assert len(per_run) == 3 and (per_run > 0).all()
+
+
+def test_runner_streams_results_from_child(tmp_path):
+    keys = [MB, "Conv-input:32x32x3-output:16x16x16", "Logits-input:4x4x64-output:10"]
+    got = {}
+    assert measure_ops(keys, backend="onnxruntime", threads=1, batch=1, protocol=FAST, cache_dir=tmp_path,
+                       on_result=got.__setitem__)
+    assert list(got) == keys
+
+
+def test_runner_network(tmp_path):
+    space = get_space("proxyless-mobile", 32, 0.35, 10)
+    arch = make_arch(space, [layer.candidates[0] for layer in space.layers])
+    stats = measure_network(arch.keys, backend="onnxruntime", threads=1, batch=1, protocol=FAST,
+                            cache_dir=tmp_path)
+    assert stats.median_ms > 0
+
+
+def test_runner_cancel_stops_child(tmp_path):
+    keys = [MB] * 50
+    got = []
+    stop = threading.Event()
+
+    def on_result(k, s):
+        got.append(k)
+        stop.set()
+
+    done = measure_ops(keys, backend="onnxruntime", threads=1, batch=1, protocol=FAST, cache_dir=tmp_path,
+                       on_result=on_result, should_cancel=stop.is_set)
+    assert done is False and 1 <= len(got) < 50
+
+
+def test_runner_reports_child_errors(tmp_path):
+    with pytest.raises(MeasureError, match="not available"):
+        measure_ops([MB], backend="torch-cuda" if "torch-cuda" not in available_backends() else "nope",
+                    threads=1, batch=1, protocol=FAST, cache_dir=tmp_path, on_result=lambda k, s: None)

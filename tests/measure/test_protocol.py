@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from profiler_service.measure.protocol import Protocol, median_ci_halfwidth, summarize, time_callable
+
+
+def test_summarize_fields():
+    s = summarize([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert s.median_ms == 3.0 and s.count == 5
+    assert s.p10_ms < s.median_ms < s.p90_ms and s.mean_ms == pytest.approx(22.0)
+
+
+def test_ci_shrinks_with_samples():
+    rng = np.random.default_rng(0)
+    small = np.sort(rng.normal(10, 1, 30))
+    large = np.sort(rng.normal(10, 1, 3000))
+    assert median_ci_halfwidth(large) < median_ci_halfwidth(small)
+    assert median_ci_halfwidth(np.array([1.0, 2.0])) == float("inf")
+
+
+def _fake_clock(durations):
+    """A timer whose every fn() call advances by the next duration: the protocol sees exact samples."""
+    state = {"t": 0.0, "i": 0}
+
+    def fn():
+        state["t"] += durations[state["i"] % len(durations)]
+        state["i"] += 1
+
+    return fn, (lambda: state["t"])
+
+
+def test_stops_when_median_is_precise():
+    fn, timer = _fake_clock([0.001] * 10 + [0.00101] * 10)
+    stats = time_callable(fn, Protocol(warmup_runs=2, warmup_s=0, min_runs=20, budget_s=60), timer)
+    assert stats.count < 100  # converged long before the cap
+    assert stats.median_ms == pytest.approx(1.0, rel=0.02)
+
+
+def test_noisy_op_runs_until_budget_or_cap():
+    rng = np.random.default_rng(1)
+    fn, timer = _fake_clock(list(rng.uniform(0.0005, 0.0015, 997)))
+    stats = time_callable(fn, Protocol(warmup_runs=1, warmup_s=0, min_runs=20, max_runs=400, rel_ci=1e-4,
+                                       budget_s=60), timer)
+    assert stats.count == 400
+
+
+def test_before_hook_runs_untimed():
+    calls = []
+    fn, timer = _fake_clock([0.001])
+    stats = time_callable(fn, Protocol(warmup_runs=1, warmup_s=0, min_runs=10, max_runs=10), timer,
+                          before=lambda: calls.append(1))
+    assert len(calls) == stats.count == 10
