@@ -1,0 +1,291 @@
+"""``search-client`` / ``python -m search_client``: search, derive, train, predict, tables.
+
+Every command fails with one ``error: ...`` line and exit status 2 on a bad input, never a traceback.
+A search runs data-parallel under ``torchrun --nproc_per_node=N -m search_client search ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+
+from search_client.search import SearchConfig
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    pass
+
+
+# ---- table plumbing -----------------------------------------------------------------------------
+
+def _client(args):
+    from search_client.profiler_client import ProfilerClient
+
+    return ProfilerClient(args.profiler, api_key=args.api_key)
+
+
+def _add_table_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--profiler", help="profiler service URL, e.g. http://127.0.0.1:8000")
+    p.add_argument("--table", help="table id on that service (see the tables command)")
+    p.add_argument("--table-file", help="offline table: our table JSON, {KEY: ms}, or the published yaml")
+    p.add_argument("--api-key", default=os.environ.get("PROFILER_API_KEY"))
+    p.set_defaults(table_required=required)
+
+
+def _table(args, space, *, profile_missing: bool = False, progress: bool = True):
+    """-> TableSource, or None when no table was given and none is required."""
+    from search_client.tables import describe_missing, fetch_table, load_table_file, missing_keys
+
+    if args.table_file:
+        src = load_table_file(args.table_file)
+        missing = missing_keys(space, src.entries)
+        if missing:
+            raise CliError(describe_missing(missing, args.table_file))
+        return src
+    if args.profiler and args.table:
+        with _client(args) as client:
+            return fetch_table(client, args.table, space, profile_missing=profile_missing, progress=progress)
+    if args.profiler or args.table:
+        raise CliError("give both --profiler URL and --table ID (or --table-file PATH)")
+    if args.table_required:
+        raise CliError("a latency table is needed: --profiler URL --table ID, or --table-file PATH")
+    return None
+
+
+def _measure(args, table_id: str, arch) -> None:
+    with _client(args) as client:
+        job = client.measure_network(table_id, arch)
+        print(f"measuring on the device (job {job}) ...", flush=True)
+        res = client.wait_network(job)
+    if res.measured is None or res.predicted_ms is None:
+        raise CliError(f"network {job} came back without a measurement or prediction "
+                       f"(missing keys: {res.missing[:5]})")
+    measured = res.measured.median_ms
+    line = f"predicted {res.predicted_ms:.3f} ms, measured {measured:.3f} ms (median)"
+    if measured > 0:
+        line += f", error {100 * (res.predicted_ms - measured) / measured:+.1f}%"
+    if res.calibrated_ms is not None:
+        line += f", calibrated prediction {res.calibrated_ms:.3f} ms"
+    print(line)
+
+
+# ---- commands -----------------------------------------------------------------------------------
+
+def add_search(p: argparse.ArgumentParser) -> None:
+    _add_table_args(p, required=False)
+    d = SearchConfig()
+    p.add_argument("--space", default=d.space, choices=["proxyless-mobile", "proxyless-cifar"])
+    p.add_argument("--resolution", type=int, default=d.resolution)
+    p.add_argument("--width-mult", type=float, default=d.width_mult)
+    p.add_argument("--dataset", default=d.dataset, choices=["digits", "cifar10", "imagefolder", "synthetic"])
+    p.add_argument("--data-dir")
+    p.add_argument("--synthetic-size", type=int, default=d.synthetic_size)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="search epochs after the warm-up")
+    p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
+    p.add_argument("--steps-per-epoch", type=int)
+    p.add_argument("--stop-after", type=int, help="run at most N epochs now, leaving a resumable checkpoint")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--warmup-lr", type=float, default=d.warmup_lr)
+    p.add_argument("--arch-lr", type=float, default=d.arch_lr)
+    p.add_argument("--target-ms", type=float)
+    p.add_argument("--max-ms", type=float, help="hard limit on the derived net's predicted latency")
+    p.add_argument("--loss", default=d.loss, choices=["mul#log", "add#linear"])
+    p.add_argument("--grad-mode", default=d.grad_mode, choices=["two", "full"])
+    p.add_argument("--arch-every", type=int, default=d.arch_every)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default=d.out)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--threads", type=int, help="torch intra-op threads per process (default: torch's)")
+    p.add_argument("--resume", help="checkpoint to continue from (e.g. OUT/ckpt.pt)")
+    p.add_argument("--measure", action="store_true", help="have the device measure the derived net")
+    p.add_argument("--profile-missing", action="store_true", help="profile keys the table lacks first")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-onnx", action="store_true")
+    p.add_argument("--dump-alphas", action="store_true", help=argparse.SUPPRESS)  # DDP tests
+
+
+def run_search(args) -> int:
+    from search_client import ddp
+    from search_client.data import load_dataset
+    from search_client.derive import derive
+    from search_client.search import make_space, search
+
+    names = {f.name for f in fields(SearchConfig)}
+    cfg = SearchConfig(**{k: v for k, v in vars(args).items() if k in names})
+    cfg.progress = not args.no_progress
+    if args.measure and not (args.profiler and args.table):
+        raise CliError("--measure needs --profiler and --table (the device that owns the table measures)")
+    dist = ddp.setup(cfg.device)
+    try:
+        splits = load_dataset(cfg.dataset, resolution=cfg.resolution, data_dir=cfg.data_dir, seed=cfg.seed,
+                              synthetic_size=cfg.synthetic_size)
+        space = make_space(cfg, splits.num_classes)
+        # rank 0 talks to the service (and may profile); the others get its answer
+        payload: dict = {}
+        if dist.is_main:
+            try:
+                payload["table"] = _table(args, space, profile_missing=args.profile_missing,
+                                          progress=cfg.progress)
+            except Exception as e:  # noqa: BLE001 - forwarded to every rank, then raised there
+                payload["error"] = f"{type(e).__name__}: {e}" if not isinstance(e, CliError | ValueError) \
+                    else str(e)
+        payload = ddp.broadcast_object(payload, dist)
+        if "error" in payload:
+            raise CliError(payload["error"])
+        src = payload["table"]
+        res = search(cfg, entries=src.entries if src else None, calibration=src.calibration if src else None,
+                     table_info=src.info if src else None, splits=splits, resume=args.resume)
+        if dist.is_main:
+            out = derive(res["checkpoint"], Path(cfg.out) / "derived", onnx=not args.no_onnx)
+            s = out["summary"]
+            print(f"derived: {' '.join(s['choices'])}")
+            if s.get("predicted_ms") is not None:
+                print(f"predicted latency {s['predicted_ms']:.3f} ms"
+                      + (f" (argmax {s['argmax_predicted_ms']:.3f} ms, {len(s['swaps'])} swap(s) to meet "
+                         f"max_ms {cfg.max_ms:g})" if s.get("swaps") else ""))
+            for name, path in out["paths"].items():
+                print(f"  {name:10s} {path}")
+            if args.measure:
+                _measure(args, args.table, out["arch"])
+    finally:
+        ddp.cleanup()
+    return 0
+
+
+def add_derive(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint")
+    p.add_argument("--out", help="default: derived/ beside the checkpoint")
+    p.add_argument("--max-ms", type=float, help="override the search's limit")
+    p.add_argument("--no-onnx", action="store_true")
+
+
+def run_derive(args) -> int:
+    from search_client.derive import derive
+
+    out = derive(args.checkpoint, args.out, max_ms=args.max_ms if args.max_ms is not None else "config",
+                 onnx=not args.no_onnx)
+    print(f"derived: {' '.join(out['summary']['choices'])}")
+    if out["summary"].get("predicted_ms") is not None:
+        print(f"predicted latency {out['summary']['predicted_ms']:.3f} ms")
+    for name, path in out["paths"].items():
+        print(f"  {name:10s} {path}")
+    return 0
+
+
+def add_train(p: argparse.ArgumentParser) -> None:
+    from search_client.train import TrainConfig
+
+    d = TrainConfig()
+    p.add_argument("arch", help="architecture JSON or ProxylessNAS net.config")
+    p.add_argument("--dataset", default=d.dataset, choices=["digits", "cifar10", "imagefolder", "synthetic"])
+    p.add_argument("--data-dir")
+    p.add_argument("--synthetic-size", type=int, default=d.synthetic_size)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default=d.out)
+    p.add_argument("--init", help="start from these weights (derive's model.pt) instead of scratch")
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_train(args) -> int:
+    from search_client.train import TrainConfig, train_arch
+    from shared.arch import load_arch
+
+    arch = load_arch(args.arch)
+    names = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    cfg.progress = not args.no_progress
+    res = train_arch(arch, cfg)
+    print(f"test accuracy {res['test_acc']:.4f}  checkpoint {res['checkpoint']}")
+    return 0
+
+
+def add_predict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("arch", help="architecture JSON or ProxylessNAS net.config")
+    _add_table_args(p)
+
+
+def run_predict(args) -> int:
+    from search_client.latency import LatencyModel
+    from shared.arch import load_arch
+
+    arch = load_arch(args.arch)
+    space = arch.space_instance()
+    src = _table(args, space)
+    model = LatencyModel(src.entries, space)  # raw table sum: what the table says, uncalibrated
+    for i, (name, ms) in enumerate(model.layer_breakdown(arch.choices)):
+        print(f"  layer {i:2d}  {name:12s} {ms:9.3f} ms")
+    print(f"  fixed (prefix + suffix) {model.fixed_ms:9.3f} ms")
+    print(f"predicted {model.predict(arch.choices):.3f} ms  ({src.info.get('source')})")
+    return 0
+
+
+def add_tables(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profiler", required=True)
+    p.add_argument("--api-key", default=os.environ.get("PROFILER_API_KEY"))
+
+
+def run_tables(args) -> int:
+    with _client(args) as client:
+        rows = client.list_tables()
+    if not rows:
+        print("no tables")
+    for t in rows:
+        print(f"{t.id}  {t.device}  {t.backend}  threads={t.threads}  batch={t.batch}  {t.dtype}  "
+              f"entries={t.entries}  updated={t.updated_at}")
+    return 0
+
+
+# name -> (help, add arguments, run); a new subcommand is one more entry
+COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
+    "search": ("run the architecture search, then derive", add_search, run_search),
+    "derive": ("argmax arch + standalone net + ONNX from a search checkpoint", add_derive, run_derive),
+    "train": ("retrain a derived architecture, report test accuracy", add_train, run_train),
+    "predict": ("predicted latency of an architecture from a table", add_predict, run_predict),
+    "tables": ("list the tables of a profiler service", add_tables, run_tables),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="search-client", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_, add, _) in COMMANDS.items():
+        add(sub.add_parser(name, help=help_, description=help_))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from search_client.constraint import InfeasibleLimitError
+    from search_client.latency import MissingKeysError
+    from search_client.profiler_client import ProfilerError
+
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return COMMANDS[args.command][2](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (CliError, ValueError, FileNotFoundError, MissingKeysError, ProfilerError,
+            InfeasibleLimitError) as e:
+        msg = str(e).strip().replace("\n", " ")
+        print(f"error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""From a search checkpoint to a deployable net: argmax choices (projected under ``max_ms``), the
+architecture JSON (+ ProxylessNAS ``net.config``), the standalone net with the supernet's weights, and
+an ONNX file checked against torch with onnxruntime."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from search_client import checkpoint
+from search_client.constraint import project_under
+from search_client.search import CKPT_KIND, SearchConfig, latency_model, make_space
+from search_client.supernet import SuperNet
+from shared.arch import Arch, build_net, make_arch, to_net_config
+
+STANDALONE_KIND = "standalone"
+ONNX_ATOL = 1e-4
+
+
+class OnnxMismatchError(RuntimeError):
+    pass
+
+
+def export_onnx(net: nn.Module, resolution: int, path: str | os.PathLike, *, opset: int = 17) -> Path:
+    """Eval-mode export with a dynamic batch axis (TorchScript exporter: stable for these plain convs)."""
+    path = Path(path)
+    net = net.eval()
+    x = torch.randn(1, 3, resolution, resolution)
+    torch.onnx.export(net, (x,), str(path), input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
+                      dynamo=False)
+    return path
+
+
+def check_onnx(net: nn.Module, path: str | os.PathLike, resolution: int, *, batch: int = 2,
+               atol: float = ONNX_ATOL, seed: int = 0) -> float:
+    """Max |onnxruntime - torch| on a random batch; raises if over ``atol``."""
+    import onnxruntime as ort
+
+    x = torch.randn(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        ref = net.eval()(x).cpu().numpy()  # (B, classes)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": x.numpy()})[0]
+    diff = float(np.max(np.abs(got - ref)))
+    if not diff <= atol:
+        raise OnnxMismatchError(f"{path}: onnxruntime differs from torch by {diff:.3g} (> {atol:g})")
+    return diff
+
+
+def save_standalone(path: str | os.PathLike, net: nn.Module, arch: Arch, **extra) -> Path:
+    """The net's state dict with the architecture that rebuilds it (``load_standalone`` reads it)."""
+    return checkpoint.save(path, {"kind": STANDALONE_KIND, "arch": arch.model_dump(),
+                                  "model": net.state_dict(), **extra})
+
+
+def load_standalone(path: str | os.PathLike) -> tuple[nn.Module, Arch, dict]:
+    ckpt = checkpoint.load(path)
+    if ckpt.get("kind") not in (STANDALONE_KIND, "train"):
+        raise ValueError(f"{path} holds no standalone net (kind {ckpt.get('kind')!r})")
+    arch = Arch.model_validate(ckpt["arch"])
+    net = build_net(arch)
+    net.load_state_dict(ckpt["model"], strict=True)
+    return net, arch, ckpt
+
+
+def load_supernet(path: str | os.PathLike) -> tuple[SuperNet, SearchConfig, dict]:
+    ckpt = checkpoint.load(path, CKPT_KIND)
+    cfg = SearchConfig.from_dict(ckpt["config"])
+    net = SuperNet(make_space(cfg, ckpt["num_classes"]))
+    net.load_state_dict(ckpt["model"], strict=True)
+    return net, cfg, ckpt
+
+
+def derive(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
+           max_ms: float | None | str = "config", onnx: bool = True, atol: float = ONNX_ATOL) -> dict:
+    """Write arch.json, net.config (proxyless-mobile), model.pt, model.onnx, derive.json into ``out_dir``
+    (default: ``derived/`` beside the checkpoint). ``max_ms="config"`` takes the search's limit."""
+    net, cfg, ckpt = load_supernet(ckpt_path)
+    net.eval()
+    space = net.space
+    limit = cfg.max_ms if max_ms == "config" else max_ms
+    lat = latency_model(ckpt.get("latency_entries"), space, ckpt.get("calibration"))
+    probs = [p.detach() for p in net.full_probs()]
+    summary: dict = {"source": str(ckpt_path), "epoch": ckpt["epoch"], "step": ckpt["step"],
+                     "argmax": net.derive(), "max_ms": limit}
+    if lat is not None:
+        proj = project_under([m.names for m in net.mixed_ops], probs, lat.layer_costs, lat.predict, limit)
+        choices = proj.choices
+        summary.update(predicted_ms=proj.predicted_ms, argmax_predicted_ms=lat.predict(net.derive()),
+                       swaps=proj.swaps, target_ms=cfg.target_ms)
+    elif limit is not None:
+        raise ValueError("max_ms needs the latency table, and this checkpoint has none")
+    else:
+        choices = net.derive()
+    summary["choices"] = choices
+    arch = make_arch(space, choices)
+
+    out = Path(out_dir) if out_dir is not None else Path(ckpt_path).parent / "derived"
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {"arch": out / "arch.json"}
+    paths["arch"].write_text(arch.model_dump_json(indent=2))
+    if space.name == "proxyless-mobile":
+        paths["net_config"] = out / "net.config"
+        paths["net_config"].write_text(json.dumps(to_net_config(arch), indent=2))
+    standalone = net.standalone(choices).cpu().eval()
+    paths["model"] = save_standalone(out / "model.pt", standalone, arch, source=str(ckpt_path),
+                                     predicted_ms=summary.get("predicted_ms"), search_config=ckpt["config"])
+    if onnx:
+        paths["onnx"] = export_onnx(standalone, space.resolution, out / "model.onnx")
+        summary["onnx_max_abs_diff"] = check_onnx(standalone, paths["onnx"], space.resolution, atol=atol)
+    paths["summary"] = out / "derive.json"
+    paths["summary"].write_text(json.dumps(summary, indent=2))
+    return {"paths": paths, "arch": arch, "summary": summary}

@@ -1,0 +1,315 @@
+"""The ProxylessNAS search loop (gradient variant), single process or ``torchrun`` data-parallel.
+
+Warm-up epochs train the weights alone, one random path per step. Search epochs then alternate: a
+weight step on a train batch (one path sampled from softmax(alpha), SGD, label smoothing), and after
+every ``arch_every``-th weight step one architecture step on a batch of the disjoint valid split (two
+gated paths, plain CE + latency regulariser + the ``max_ms`` penalty, Adam with betas (0, 0.999),
+then the pair rescale). Rank 0 writes ``log.jsonl`` (one line per epoch) and ``ckpt.pt`` (every
+epoch, resumable). See ``constraint`` for how ``max_ms`` works.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from search_client import checkpoint, ddp
+from search_client.constraint import check_feasible, over_limit_penalty, project_under
+from search_client.data import DatasetSplits, load_dataset
+from search_client.latency import LatencyModel
+from search_client.loop import bn_batch_stats, cosine_lr, endless, loader, trim_log
+from search_client.losses import check_target, latency_loss
+from search_client.supernet import SuperNet
+from shared.spaces import SearchSpace, get_space
+
+CKPT_KIND = "search"
+
+
+@dataclass
+class SearchConfig:
+    # space and data
+    space: str = "proxyless-mobile"
+    resolution: int = 32
+    width_mult: float = 1.0
+    dataset: str = "digits"
+    data_dir: str | None = None
+    synthetic_size: int = 512
+    # schedule
+    warmup_epochs: int = 1
+    epochs: int = 4  # search epochs, after the warm-up
+    batch_size: int = 64  # per process
+    steps_per_epoch: int | None = None  # cap for smoke runs; None = one pass over the train split
+    stop_after: int | None = None  # run at most this many epochs now, then stop resumable (time limits)
+    # weights
+    lr: float = 0.025
+    warmup_lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    # architecture
+    arch_lr: float = 1e-3
+    arch_every: int = 5
+    grad_mode: str = "two"  # two | full
+    loss: str = "mul#log"  # mul#log | add#linear
+    target_ms: float | None = None  # None: no latency term (plain CE)
+    max_ms: float | None = None  # hard limit on the derived arch's predicted latency
+    max_penalty: float = 1.0
+    reg_alpha: float = 0.2
+    reg_beta: float = 0.3
+    reg_lambda: float = 0.1
+    # run
+    seed: int = 0
+    out: str = "runs/search"
+    device: str = "auto"
+    num_workers: int = 0
+    eval_batches: int | None = None
+    progress: bool = True
+    dump_alphas: bool = False  # every rank writes rank{r}_alphas.pt at the end (DDP checks)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SearchConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# fields a resumed run must share with its checkpoint (the rest, e.g. epochs or out, may change)
+RESUME_FIXED = ("space", "resolution", "width_mult", "dataset", "batch_size", "seed", "grad_mode",
+                "warmup_epochs", "arch_every", "steps_per_epoch")
+
+
+def make_space(cfg: SearchConfig, num_classes: int) -> SearchSpace:
+    return get_space(cfg.space, cfg.resolution, cfg.width_mult, num_classes)
+
+
+def latency_model(entries: dict[str, float] | None, space: SearchSpace,
+                  calibration: dict | None = None) -> LatencyModel | None:
+    if entries is None:
+        return None
+    cal = None
+    if calibration:
+        from shared.calibration import Calibration  # only calibrated tables need it
+
+        cal = Calibration.from_dict(calibration)
+    return LatencyModel(entries, space, cal)
+
+
+def check_log_range(lat: LatencyModel, cfg: SearchConfig) -> None:
+    """mul#log takes log(E[LAT]) / log(T): refuse before training, not mid-search, when some
+    architecture of the space could put E[LAT] on the other side of 1 ms from the target."""
+    if cfg.target_ms is None or cfg.loss != "mul#log":
+        return
+    lo = lat.fixed_ms + sum(float(c.min()) for c in lat.layer_costs)
+    hi = lat.fixed_ms + sum(float(c.max()) for c in lat.layer_costs)
+    if min(lo, hi, cfg.target_ms) <= 1.0 <= max(lo, hi, cfg.target_ms):
+        raise ValueError(f"mul#log needs E[LAT] and the target on one side of 1 ms, but this space spans "
+                         f"{lo:.3g}..{hi:.3g} ms with target {cfg.target_ms:g} ms; use --loss add#linear")
+
+
+# ---- steps ---------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def evaluate(net: SuperNet, dl: DataLoader, dist: ddp.Dist, max_batches: int | None) -> float:
+    net.set_choices()  # argmax path
+    correct = total = 0
+    with bn_batch_stats(net):
+        for i, (x, y) in enumerate(dl):
+            if max_batches is not None and i >= max_batches:
+                break
+            x, y = x.to(dist.device), y.to(dist.device)
+            correct += int((net(x).argmax(1) == y).sum())  # (B, classes) -> (B,)
+            total += len(y)
+    correct, total = ddp.sum_all([correct, total], dist)
+    return correct / max(total, 1)
+
+
+def weight_step(net: SuperNet, x, y, opt, gen, dist: ddp.Dist, cfg: SearchConfig) -> tuple[float, float]:
+    net.sample("single", gen)
+    opt.zero_grad(set_to_none=True)  # None, not 0: unsampled candidates must stay out of SGD
+    logits = net(x)  # (B, classes)
+    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+    loss.backward()
+    ddp.average_grads(net.weight_parameters(), dist)
+    opt.step()
+    return loss.item(), (logits.detach().argmax(1) == y).float().mean().item()
+
+
+def arch_loss(ce: torch.Tensor, expected_ms: torch.Tensor | None, cfg: SearchConfig) -> torch.Tensor:
+    if expected_ms is None:
+        return ce
+    loss = ce
+    if cfg.target_ms is not None:
+        loss = latency_loss(ce, expected_ms, kind=cfg.loss, target_ms=cfg.target_ms, alpha=cfg.reg_alpha,
+                            beta=cfg.reg_beta, lam=cfg.reg_lambda)
+    return loss + over_limit_penalty(expected_ms, cfg.max_ms, cfg.max_penalty).to(ce.device)
+
+
+def arch_step(net: SuperNet, x, y, opt, lat: LatencyModel | None, gen, dist: ddp.Dist,
+              cfg: SearchConfig) -> float:
+    net.sample(cfg.grad_mode, gen)
+    ce = F.cross_entropy(net(x), y)  # plain CE on the valid batch
+    expected = lat.expected_latency(net.arch_probs()) if lat is not None else None
+    loss = arch_loss(ce, expected, cfg)
+    alphas = net.arch_parameters()
+    # grads of the logits only: the weight-gradient kernels are skipped, and no weight .grad is touched
+    grads = torch.autograd.grad(loss, alphas, allow_unused=True)
+    for a, g in zip(alphas, grads, strict=True):
+        a.grad = torch.zeros_like(a) if g is None else g
+    ddp.average_grads(alphas, dist)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    net.rescale_arch_()  # no-op outside two mode
+    return loss.item()
+
+
+def arch_report(net: SuperNet, lat: LatencyModel | None, max_ms: float | None) -> dict:
+    """Logged every epoch: the distribution, its argmax, and the argmax projected under max_ms."""
+    with torch.no_grad():
+        probs = [p.detach().cpu() for p in net.full_probs()]
+        rep = {"entropy": net.entropy(), "choices": net.derive(),
+               "probs": [[round(float(q), 4) for q in p] for p in probs]}
+        if lat is not None:
+            rep["expected_ms"] = float(lat.expected_latency(probs))
+            rep["predicted_ms"] = lat.predict(rep["choices"])
+            if max_ms is not None:
+                proj = project_under([m.names for m in net.mixed_ops], probs, lat.layer_costs, lat.predict,
+                                     max_ms)
+                rep["projected_choices"], rep["projected_ms"] = proj.choices, proj.predicted_ms
+    return rep
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+
+def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibration: dict | None = None,
+           table_info: dict | None = None, splits: DatasetSplits | None = None,
+           resume: str | None = None) -> dict:
+    """Run (or continue) a search; returns {"checkpoint", "choices", "predicted_ms", ...} on every rank."""
+    dist = ddp.setup(cfg.device)
+    out = Path(cfg.out)
+    ckpt = checkpoint.load(resume, CKPT_KIND) if resume else None
+    if ckpt is not None:
+        saved = SearchConfig.from_dict(ckpt["config"])
+        bad = [f"{k}: {getattr(saved, k)!r} != {getattr(cfg, k)!r}" for k in RESUME_FIXED
+               if getattr(saved, k) != getattr(cfg, k)]
+        if bad:
+            raise ValueError("cannot resume with a different setting: " + "; ".join(bad))
+    if cfg.target_ms is not None:
+        check_target(cfg.loss, cfg.target_ms)
+    if cfg.grad_mode not in ("two", "full"):
+        raise ValueError(f"grad_mode must be two or full, not {cfg.grad_mode!r}")
+
+    splits = splits or load_dataset(cfg.dataset, resolution=cfg.resolution, data_dir=cfg.data_dir,
+                                    seed=cfg.seed, synthetic_size=cfg.synthetic_size)
+    space = make_space(cfg, splits.num_classes)
+    lat = latency_model(entries, space, calibration)
+    if (cfg.target_ms is not None or cfg.max_ms is not None) and lat is None:
+        raise ValueError("target_ms / max_ms need a latency table")
+    if lat is not None:
+        check_feasible([layer.candidates for layer in space.layers], lat.layer_costs, lat.predict, cfg.max_ms)
+        check_log_range(lat, cfg)
+
+    torch.manual_seed(cfg.seed)  # identical init on every rank (then broadcast to make it certain)
+    net = SuperNet(space).to(dist.device)
+    ddp.broadcast_module(net, dist)
+    gen = torch.Generator().manual_seed(cfg.seed)  # path sampling: the same stream on every rank
+    w_opt = torch.optim.SGD(net.weight_parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                            weight_decay=cfg.weight_decay)
+    a_opt = torch.optim.Adam(net.arch_parameters(), lr=cfg.arch_lr, betas=(0.0, 0.999), eps=1e-8,
+                             weight_decay=0.0)
+    train_dl, train_sampler = loader(splits.train, batch_size=cfg.batch_size, dist=dist, seed=cfg.seed,
+                                       num_workers=cfg.num_workers)
+    valid_dl, valid_sampler = loader(splits.valid, batch_size=cfg.batch_size, dist=dist, seed=cfg.seed + 1,
+                                       num_workers=cfg.num_workers)
+    spe = min(len(train_dl), cfg.steps_per_epoch or len(train_dl))
+    total_epochs = cfg.warmup_epochs + cfg.epochs
+    step, arch_steps, start_epoch = 0, 0, 0
+    if ckpt is not None:
+        net.load_state_dict(ckpt["model"])
+        w_opt.load_state_dict(ckpt["weight_optimizer"])
+        a_opt.load_state_dict(ckpt["arch_optimizer"])
+        step, arch_steps, start_epoch = ckpt["step"], ckpt["arch_steps"], ckpt["epoch"] + 1
+        checkpoint.set_rng_state(ckpt["rng"][min(dist.rank, len(ckpt["rng"]) - 1)], gen)
+    else:
+        torch.manual_seed(cfg.seed + dist.rank)  # per-rank stream for anything else random
+    log_path = out / "log.jsonl"
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        trim_log(log_path, ckpt["epoch"] if ckpt is not None else -1)
+
+    end_epoch = total_epochs if cfg.stop_after is None else min(total_epochs, start_epoch + cfg.stop_after)
+    for epoch in range(start_epoch, end_epoch):
+        warm = epoch < cfg.warmup_epochs
+        train_sampler.set_epoch(epoch)
+        valid_batches = endless(valid_dl, valid_sampler, epoch)
+        net.train()
+        t0, loss_sum, acc_sum, n = time.time(), 0.0, 0.0, 0
+        bar = tqdm(total=spe, desc=f"{'warmup' if warm else 'search'} {epoch + 1}/{total_epochs}",
+                   disable=not (cfg.progress and dist.is_main), leave=False, dynamic_ncols=True)
+        for i, (x, y) in enumerate(train_dl):
+            if i >= spe:
+                break
+            x, y = x.to(dist.device), y.to(dist.device)  # (B, 3, R, R), (B,)
+            if warm:
+                lr = cosine_lr(epoch * spe + i, cfg.warmup_epochs * spe, cfg.warmup_lr)
+            else:
+                lr = cosine_lr((epoch - cfg.warmup_epochs) * spe + i, cfg.epochs * spe, cfg.lr)
+            for g in w_opt.param_groups:
+                g["lr"] = lr
+            loss, acc = weight_step(net, x, y, w_opt, gen, dist, cfg)
+            step, n, loss_sum, acc_sum = step + 1, n + 1, loss_sum + loss, acc_sum + acc
+            if not warm and (i + 1) % cfg.arch_every == 0:
+                vx, vy = next(valid_batches)
+                arch_step(net, vx.to(dist.device), vy.to(dist.device), a_opt, lat, gen, dist, cfg)
+                arch_steps += 1
+            bar.update(1)
+            if dist.is_main and cfg.progress:
+                post = {"loss": f"{loss_sum / n:.3f}", "acc": f"{acc_sum / n:.3f}", "H": f"{net.entropy():.3f}"}
+                if lat is not None:
+                    with torch.no_grad():
+                        post["E[LAT]"] = f"{float(lat.expected_latency(net.full_probs())):.2f}ms"
+                bar.set_postfix(post, refresh=False)
+        bar.close()
+        train_loss, train_acc = (v / max(n * dist.world, 1) for v in ddp.sum_all([loss_sum, acc_sum], dist))
+        ddp.average_buffers(net, dist)  # BN running stats: the same on every rank before eval and save
+        valid_acc = evaluate(net, valid_dl, dist, cfg.eval_batches)
+        rep = arch_report(net, lat, cfg.max_ms)
+        if dist.is_main:
+            line = {"epoch": epoch, "phase": "warmup" if warm else "search", "step": step,
+                    "arch_steps": arch_steps, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+                    "valid_acc": valid_acc, "time_s": round(time.time() - t0, 3), **rep}
+            with open(log_path, "a") as f:
+                f.write(json.dumps(line) + "\n")
+            summary = f"epoch {epoch + 1}/{total_epochs} loss {train_loss:.3f} acc {train_acc:.3f} " \
+                      f"valid {valid_acc:.3f} H {rep['entropy']:.3f}"
+            if "expected_ms" in rep:
+                summary += f" E[LAT] {rep['expected_ms']:.2f}ms argmax {rep['predicted_ms']:.2f}ms"
+            tqdm.write(summary)
+        rngs = [checkpoint.rng_state(gen)]
+        if dist.enabled:  # every rank's stream, so a resumed DDP run continues each one exactly
+            rngs = [None] * dist.world
+            torch.distributed.all_gather_object(rngs, checkpoint.rng_state(gen))
+        if dist.is_main:
+            checkpoint.save(out / "ckpt.pt", {
+                "kind": CKPT_KIND, "config": asdict(cfg), "space": space.name, "num_classes": space.num_classes,
+                "epoch": epoch, "step": step, "arch_steps": arch_steps, "arch": rep,
+                "arch_probs": [p.detach().cpu() for p in net.full_probs()],
+                "model": net.state_dict(), "weight_optimizer": w_opt.state_dict(),
+                "arch_optimizer": a_opt.state_dict(), "rng": rngs, "table": table_info or {},
+                "latency_entries": dict(lat.entries) if lat is not None else None,
+                "calibration": calibration})
+        ddp.barrier(dist)
+
+    if cfg.dump_alphas:
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save([a.detach().cpu() for a in net.arch_parameters()], out / f"rank{dist.rank}_alphas.pt")
+    rep = arch_report(net, lat, cfg.max_ms)
+    ddp.barrier(dist)
+    return {"checkpoint": str(out / "ckpt.pt"), "step": step, "arch_steps": arch_steps, "dist": dist,
+            "choices": rep.get("projected_choices", rep["choices"]),
+            "predicted_ms": rep.get("projected_ms", rep.get("predicted_ms")), "report": rep}

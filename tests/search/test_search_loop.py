@@ -1,0 +1,78 @@
+"""The search loop end to end on digits at 32 px with a fake-but-complete table: the latency target
+steers the result, checkpoints resume exactly, the log and derive outputs are complete."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+import torch
+
+from search_client import checkpoint
+from search_client.derive import derive, load_standalone
+from search_client.search import search
+
+
+def read_log(out: str) -> list[dict]:
+    with open(f"{out}/log.jsonl") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_tight_target_gives_a_faster_architecture_than_a_loose_one(tiny_config, digits, entries, tmp_path):
+    # add#linear: the latency gradient scales with 1/T, so a huge T is "no latency pressure"
+    common = dict(warmup_epochs=0, epochs=2, steps_per_epoch=5, arch_every=1, arch_lr=0.3, loss="add#linear")
+    tight = search(tiny_config(target_ms=5.0, out=str(tmp_path / "tight"), **common), entries=entries,
+                   splits=digits)
+    loose = search(tiny_config(target_ms=1e6, out=str(tmp_path / "loose"), **common), entries=entries,
+                   splits=digits)
+    assert tight["predicted_ms"] < loose["predicted_ms"]
+    assert tight["report"]["expected_ms"] < loose["report"]["expected_ms"]
+    log = read_log(str(tmp_path / "tight"))
+    assert [r["epoch"] for r in log] == [0, 1]
+    need = {"epoch", "train_loss", "train_acc", "valid_acc", "expected_ms", "predicted_ms", "entropy",
+            "probs", "choices"}
+    assert need <= set(log[-1])
+    assert len(log[-1]["probs"]) == 21 and len(log[-1]["choices"]) == 21
+
+
+def test_default_mul_log_search_and_derive_outputs(tiny_config, digits, entries, tmp_path):
+    res = search(tiny_config(target_ms=30.0, max_ms=40.0), entries=entries, splits=digits)
+    assert res["predicted_ms"] <= 40.0
+    out = derive(res["checkpoint"], tmp_path / "derived")
+    paths, summary = out["paths"], out["summary"]
+    assert {"arch", "net_config", "model", "onnx", "summary"} <= set(paths)
+    assert summary["predicted_ms"] <= 40.0 and summary["onnx_max_abs_diff"] <= 1e-4
+    arch = json.loads(paths["arch"].read_text())
+    assert arch["space"] == "proxyless-mobile" and len(arch["choices"]) == 21
+    assert json.loads(paths["net_config"].read_text())["name"] == "ProxylessNASNets"
+    onnx.checker.check_model(str(paths["onnx"]))
+    net, arch2, ckpt = load_standalone(paths["model"])  # self-describing: rebuilds without the search
+    assert arch2.choices == summary["choices"] and ckpt["predicted_ms"] == summary["predicted_ms"]
+
+
+def test_resume_continues_at_the_saved_step_and_matches_an_uninterrupted_run(tiny_config, digits, entries,
+                                                                              tmp_path):
+    kw = dict(target_ms=30.0, steps_per_epoch=3, arch_every=2)
+    full = search(tiny_config(epochs=2, out=str(tmp_path / "full"), **kw), entries=entries, splits=digits)
+    # the same run, stopped after two epochs (as a time limit or a crash would), then resumed
+    first = search(tiny_config(epochs=2, stop_after=2, out=str(tmp_path / "part"), **kw), entries=entries,
+                   splits=digits)
+    saved = checkpoint.load(first["checkpoint"], "search")
+    assert (saved["epoch"], saved["step"]) == (1, 6)  # warm-up epoch + one search epoch, 3 steps each
+    resumed = search(tiny_config(epochs=2, out=str(tmp_path / "part"), **kw), entries=entries, splits=digits,
+                     resume=first["checkpoint"])
+    assert resumed["step"] == full["step"] == 9
+    assert resumed["arch_steps"] == full["arch_steps"]
+    assert [r["epoch"] for r in read_log(str(tmp_path / "part"))] == [0, 1, 2]
+    a = checkpoint.load(full["checkpoint"])["arch_probs"]
+    b = checkpoint.load(resumed["checkpoint"])["arch_probs"]
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y)
+
+
+def test_resume_refuses_a_different_space(tiny_config, digits, entries, tmp_path):
+    first = search(tiny_config(epochs=0, steps_per_epoch=1), entries=entries, splits=digits)
+    with pytest.raises(ValueError, match="resolution"):
+        search(tiny_config(resolution=40, steps_per_epoch=1), entries=entries, splits=digits,
+               resume=first["checkpoint"])
