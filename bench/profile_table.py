@@ -1,0 +1,56 @@
+"""Profile the whole proxyless-mobile space twice and report wall time and repeatability.
+
+Prints the number of unique specs, the wall time of each pass (the first includes ONNX export into a
+fresh cache), and over keys the median and p90 of |a - b| / mean between the passes.
+
+    .venv/bin/python bench/profile_table.py [--resolution 224] [--threads 1] [--backend onnxruntime]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+
+from profiler_service.measure.protocol import Protocol
+from profiler_service.measure.runner import measure_ops
+from shared.spaces import get_space
+
+
+def one_pass(keys: list[str], args, cache_dir: str) -> tuple[dict[str, float], float]:
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    measure_ops(keys, backend=args.backend, threads=args.threads, batch=args.batch,
+                protocol=Protocol(rel_ci=args.rel_ci, budget_s=args.budget_s), cache_dir=cache_dir,
+                on_result=lambda k, s: out.__setitem__(k, s.median_ms))
+    return out, time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--space", default="proxyless-mobile")
+    p.add_argument("--resolution", type=int, default=224)
+    p.add_argument("--backend", default="onnxruntime")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--rel-ci", type=float, default=0.02)
+    p.add_argument("--budget-s", type=float, default=3.0)
+    args = p.parse_args()
+    keys = [s.key for s in get_space(args.space, args.resolution).all_op_specs(args.batch)]
+    print(f"{args.space} @ {args.resolution}: {len(keys)} unique specs, backend {args.backend}, "
+          f"{args.threads} thread(s), batch {args.batch}")
+    with tempfile.TemporaryDirectory() as cache:
+        a, t_a = one_pass(keys, args, cache)
+        print(f"pass 1 (with ONNX export): {t_a:.1f} s")
+        b, t_b = one_pass(keys, args, cache)
+        print(f"pass 2 (export cached):    {t_b:.1f} s")
+    diff = np.array([abs(a[k] - b[k]) / ((a[k] + b[k]) / 2) for k in keys])
+    print(f"repeatability |a-b|/mean over keys: median {100 * np.median(diff):.2f}%  "
+          f"p90 {100 * np.percentile(diff, 90):.2f}%  max {100 * diff.max():.2f}%")
+    print(f"table sum: pass 1 {sum(a.values()):.2f} ms, pass 2 {sum(b.values()):.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
