@@ -1,4 +1,4 @@
-"""``search-client`` / ``python -m search_client``: search, derive, train, predict, tables.
+"""``search-client`` / ``python -m search_client``: search, derive, train, predict, tables, calibrate, validate.
 
 Every command fails with one ``error: ...`` line and exit status 2 on a bad input, never a traceback.
 A search runs data-parallel under ``torchrun --nproc_per_node=N -m search_client search ...``.
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
+from search_client.cli_fidelity import add_calibrate, add_validate, run_calibrate, run_validate
 from search_client.search import SearchConfig
 
 EXIT_USAGE = 2
@@ -254,6 +255,10 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "train": ("retrain a derived architecture, report test accuracy", add_train, run_train),
     "predict": ("predicted latency of an architecture from a table", add_predict, run_predict),
     "tables": ("list the tables of a profiler service", add_tables, run_tables),
+    "calibrate": ("fit the table's calibrated latency model from measured random networks", add_calibrate,
+                  run_calibrate),
+    "validate": ("score raw / one-factor / calibrated predictions on unseen measured networks", add_validate,
+                 run_validate),
 }
 
 

@@ -5,9 +5,11 @@ cost an op-by-op sum cannot see (one session call instead of one per op); the pe
 what isolated timing gets wrong per kind of op (cache state, fusion at block edges). It is linear in
 the op latencies, so the expected latency over architecture probabilities stays differentiable.
 
-The group scales are fitted by ridge regression pulled toward one global scale, with the strength
-chosen by leave-one-out error on the calibration networks: with 10-20 networks a free scale per group
-would overfit, and a single factor leaves per-kind bias in place.
+The group scales and the intercept are fitted by ridge regression pulled toward the one-global-factor
+model (every scale equal, no intercept), with the strength chosen by leave-one-out error on the
+calibration networks: with 10-20 networks a free scale per group would overfit, and a single factor
+leaves per-kind bias in place. At the strongest ridge the model is the one-factor baseline, so
+leave-one-out only moves away from it where that predicts better.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 FORM = "intercept+group-scale/v1"
-_LAMBDAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e4)
+_LAMBDAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e6)
 
 
 def group_of(key: str) -> str:
@@ -76,17 +78,24 @@ def _features(nets: Sequence[Sequence[str]], table: Mapping[str, float], groups:
 
 
 def _solve(x: np.ndarray, y: np.ndarray, lam: float) -> tuple[float, np.ndarray, float]:
-    """Relative-error least squares for (intercept, group scales) with ridge toward one global scale."""
+    """Relative-error least squares for (intercept, group scales), ridge-pulled toward the one-factor model.
+
+    The prior is the one global factor with no intercept: with networks whose op sums differ by only
+    tens of percent, a free intercept is poorly determined, so it too must earn its way out of zero.
+    """
+    s0 = _one_factor(x.sum(1), y)
     w = 1.0 / y  # rows scaled so the residual is relative
-    total = x.sum(1)
-    a = np.stack([np.ones_like(y), total], 1) * w[:, None]
-    c0, s0 = np.linalg.lstsq(a, y * w, rcond=None)[0]
     design = np.concatenate([np.ones((len(y), 1)), x], 1) * w[:, None]
-    target = y * w
-    reg = np.sqrt(lam) * np.eye(x.shape[1] + 1)[1:]
-    prior = np.sqrt(lam) * np.full(x.shape[1], s0)
-    beta = np.linalg.lstsq(np.concatenate([design, reg]), np.concatenate([target, prior]), rcond=None)[0]
-    return float(beta[0]), beta[1:], float(s0)
+    # The intercept is penalised as a fraction of a typical network, the scales as deviations from s0.
+    reg = np.sqrt(lam) * np.diag(np.concatenate([[1.0 / np.median(y)], np.ones(x.shape[1])]))
+    prior = np.sqrt(lam) * np.concatenate([[0.0], np.full(x.shape[1], s0)])
+    beta = np.linalg.lstsq(np.concatenate([design, reg]), np.concatenate([y * w, prior]), rcond=None)[0]
+    return float(beta[0]), beta[1:], s0
+
+
+def _one_factor(sums: np.ndarray, y: np.ndarray) -> float:
+    r = sums / y
+    return float(r.sum() / np.square(r).sum())
 
 
 def fit(nets: Sequence[Sequence[str]], measured_ms: Sequence[float], table: Mapping[str, float],
@@ -119,9 +128,7 @@ def fit(nets: Sequence[Sequence[str]], measured_ms: Sequence[float], table: Mapp
 def fit_scale(nets: Sequence[Sequence[str]], measured_ms: Sequence[float], table: Mapping[str, float]) -> float:
     """The one-global-factor baseline: measured ~ factor * sum (relative least squares)."""
     s = np.array([sum(table[k] for k in keys) for keys in nets])
-    y = np.asarray(measured_ms, dtype=float)
-    r = s / y
-    return float(r.sum() / np.square(r).sum())
+    return _one_factor(s, np.asarray(measured_ms, dtype=float))
 
 
 def error_stats(predicted: Sequence[float], measured: Sequence[float]) -> dict:

@@ -1,0 +1,100 @@
+"""``calibrate`` and ``validate``: fit the table's calibrated model on the device, then score it on
+networks it never saw (raw sum, one global factor, calibrated), with a scatter plot."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tqdm import tqdm
+
+from search_client.fidelity import Measured, format_report, measure_all, predictions, sample_choices, scatter_png, score
+from shared.calibration import Calibration
+from shared.spaces import SPACES, get_space
+
+
+def _add_common(p: argparse.ArgumentParser, samples: int, seed: int) -> None:
+    import os
+
+    p.add_argument("--profiler", required=True, help="profiler service URL")
+    p.add_argument("--table", required=True, help="table id")
+    p.add_argument("--api-key", default=os.environ.get("PROFILER_API_KEY"))
+    p.add_argument("--space", default="proxyless-mobile", choices=sorted(SPACES))
+    p.add_argument("--resolution", type=int, default=224)
+    p.add_argument("--width-mult", type=float, default=None)
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--samples", type=int, default=samples, help="random architectures to measure")
+    p.add_argument("--seed", type=int, default=seed)
+
+
+def _space(args):
+    return get_space(args.space, args.resolution, args.width_mult, args.num_classes)
+
+
+def _measure(client, args, space, archs, what: str) -> list[Measured]:
+    with tqdm(total=len(archs), desc=f"measuring {what} networks", unit="net") as bar:
+        return measure_all(client, args.table, space, archs, progress=lambda n: bar.update(1))
+
+
+def _calibrate(client, args, space) -> dict:
+    if args.samples < 3:
+        raise ValueError(f"--samples {args.samples}: calibration needs at least 3 networks")
+    calib = _measure(client, args, space, sample_choices(space, args.samples, args.seed), "calibration")
+    return client.calibrate(args.table, [m.network_id for m in calib])
+
+
+def add_calibrate(p: argparse.ArgumentParser) -> None:
+    _add_common(p, samples=20, seed=0)
+
+
+def run_calibrate(args) -> int:
+    from search_client.profiler_client import ProfilerClient
+
+    with ProfilerClient(args.profiler, api_key=args.api_key) as client:
+        cal = _calibrate(client, args, _space(args))
+    print(f"calibration v{cal['version']} of table {args.table}: intercept {cal['intercept_ms']:.3f} ms, "
+          f"global scale {cal['scale']:.3f}, {len(cal['group_scales'])} group scales, ridge {cal['ridge']:g}, "
+          f"leave-one-out RMSPE {100 * cal['loo_rmspe']:.2f}% on {cal['n_networks']} networks")
+    return 0
+
+
+def add_validate(p: argparse.ArgumentParser) -> None:
+    _add_common(p, samples=50, seed=1)
+    p.add_argument("--calib-samples", type=int, default=20,
+                   help="when the table has no calibration yet, fit one first from this many networks")
+    p.add_argument("--calib-seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="scatter plot PNG (default validate_<table>.png)")
+
+
+def _calibration_set(client, cal: dict) -> list[Measured]:
+    out = []
+    for net_id in cal.get("networks", []):
+        net = client.get_network(net_id)
+        out.append(Measured(net.arch["choices"], net.arch["keys"], net.measured.median_ms, net_id))
+    return out
+
+
+def run_validate(args) -> int:
+    from search_client.profiler_client import ProfilerClient
+
+    space = _space(args)
+    with ProfilerClient(args.profiler, api_key=args.api_key) as client:
+        cal = client.get_calibration(args.table)
+        if not cal:
+            print(f"table {args.table} has no calibration: fitting one from {args.calib_samples} networks")
+            cal = _calibrate(client, argparse.Namespace(**{**vars(args), "samples": args.calib_samples,
+                                                           "seed": args.calib_seed}), space)
+        calib = _calibration_set(client, cal)
+        seen = {tuple(m.choices) for m in calib}
+        valid = _measure(client, args, space, sample_choices(space, args.samples, args.seed, exclude=seen),
+                         "validation")
+        table = {k: v.median_ms for k, v in client.get_table(args.table).entries.items()}
+    calibration = Calibration.from_dict(cal)
+    report = score(table, calibration, calib, valid)
+    print(f"{args.space} @ {args.resolution}: {len(valid)} validation networks, none among the "
+          f"{len(calib)} calibration networks (calibration v{calibration.version})")
+    print(format_report(report))
+    png = scatter_png(args.out or f"validate_{args.table}.png", predictions(table, calibration, valid),
+                      [m.measured_ms for m in valid], f"{args.space} @ {args.resolution}: predicted vs measured")
+    print(f"plot: {Path(png).resolve()}")
+    return 0
