@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from search_client.fidelity import format_report, measure_all, predictions, sample_choices, scatter_png, score
 from search_client.profiler_client import ProfilerClient
-from shared.calibration import Calibration
+from shared.calibration import Calibration, error_stats
 from shared.spaces import get_space
 
 
@@ -52,11 +53,25 @@ def run_resolution(client: ProfilerClient, res: int, args) -> dict:
     table_id = job["table_id"]
     calib_archs = sample_choices(space, args.calib, seed=args.seed)
     valid_archs = sample_choices(space, args.valid, seed=args.seed + 1, exclude={tuple(a) for a in calib_archs})
-    with tqdm(total=len(calib_archs) + len(valid_archs), desc=f"networks @{res}", unit="net") as bar:
-        calib = measure_all(client, table_id, space, calib_archs, progress=lambda n: bar.update(1))
-        calibration = Calibration.from_dict(client.calibrate(table_id, [m.network_id for m in calib]))
-        valid = measure_all(client, table_id, space, valid_archs, progress=lambda n: bar.update(1))
-    table = {k: v.median_ms for k, v in client.get_table(table_id).entries.items()}
+    # Measured in one shuffled sequence: the machine's speed drifts by several percent over minutes here,
+    # and measuring all calibration networks before all validation ones would turn that drift into bias.
+    order = list(range(len(calib_archs) + len(valid_archs)))
+    random.Random(args.seed).shuffle(order)
+    archs = [(calib_archs + valid_archs)[i] for i in order]
+    with tqdm(total=len(archs), desc=f"networks @{res}", unit="net") as bar:
+        measured = measure_all(client, table_id, space, archs, progress=lambda n: bar.update(1))
+    by_index = dict(zip(order, measured, strict=True))
+    calib = [by_index[i] for i in range(len(calib_archs))]
+    valid = [by_index[i] for i in range(len(calib_archs), len(order))]
+    calibration = Calibration.from_dict(client.calibrate(table_id, [m.network_id for m in calib]))
+    repeat = []
+    if args.repeat:
+        # The floor no model can beat: the same networks measured a second time, later.
+        with tqdm(total=len(valid), desc=f"re-measure @{res}", unit="net") as bar:
+            again = measure_all(client, table_id, space, [m.choices for m in valid], progress=lambda n: bar.update(1))
+        repeat = error_stats([m.measured_ms for m in again], [m.measured_ms for m in valid])
+    needed = {s.key for s in space.all_op_specs()}
+    table = {k: v.median_ms for k, v in client.get_table(table_id).entries.items() if k in needed}
     report = score(table, calibration, calib, valid)
     png = scatter_png(Path(args.out) / f"fidelity_{res}.png", predictions(table, calibration, valid),
                       [m.measured_ms for m in valid], f"proxyless-mobile @{res}, onnxruntime 1 thread "
@@ -66,8 +81,12 @@ def run_resolution(client: ProfilerClient, res: int, args) -> dict:
     print(format_report(report))
     print(f"calibration: intercept {calibration.intercept_ms:.3f} ms, global scale {calibration.scale:.3f}, "
           f"ridge {calibration.ridge:g}, LOO RMSPE {100 * (calibration.loo_rmspe or 0):.2f}%")
+    if repeat:
+        print(f"measurement repeatability (same {repeat['n']} networks measured twice): RMSPE "
+              f"{100 * repeat['rmspe']:.2f}%, within +-5% {100 * repeat['within_5']:.0f}%, "
+              f"within +-10% {100 * repeat['within_10']:.0f}%")
     print(f"plot: {png}")
-    return {"resolution": res, "report": report, "calibration": calibration.to_dict()}
+    return {"resolution": res, "report": report, "calibration": calibration.to_dict(), "repeat": repeat}
 
 
 def main() -> None:
@@ -77,6 +96,8 @@ def main() -> None:
     p.add_argument("--valid", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/fidelity")
+    p.add_argument("--no-repeat", dest="repeat", action="store_false",
+                   help="skip measuring the validation networks a second time (the repeatability floor)")
     args = p.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

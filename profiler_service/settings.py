@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     min_runs: int = Field(default=20, ge=5)
     max_runs: int = Field(default=5000, ge=5)
     op_context: Literal["network", "isolated"] = "network"
+    max_spread: float = Field(default=0.3, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
 
     # Worker behaviour.
     worker: bool = True
@@ -78,7 +80,7 @@ class Settings(BaseSettings):
 
         return Protocol(rel_ci=self.rel_ci, budget_s=self.budget_s, warmup_runs=self.warmup_runs,
                         warmup_s=self.warmup_s, min_runs=self.min_runs, max_runs=self.max_runs,
-                        op_context=self.op_context)
+                        op_context=self.op_context, max_spread=self.max_spread, retries=self.retries)
 
     @property
     def api_key_value(self) -> str | None:

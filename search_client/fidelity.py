@@ -100,7 +100,7 @@ def scatter_png(path: str | Path, preds: dict[str, list[float]], measured: Seque
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig, ax = plt.subplots(figsize=(7, 7))
     everything = [*measured, *(v for p in preds.values() for v in p)]
     lo, hi = min(everything) * 0.9, max(everything) * 1.1
     line = [lo, hi]
@@ -109,7 +109,8 @@ def scatter_png(path: str | Path, preds: dict[str, list[float]], measured: Seque
     for (name, p), marker in zip(preds.items(), ("o", "s", "^"), strict=False):
         ax.scatter(measured, p, s=18, marker=marker, label=name, alpha=0.8)
     ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="measured latency (ms)", ylabel="predicted latency (ms)",
-           title=title)
+           )
+    ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

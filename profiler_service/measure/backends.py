@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from profiler_service.measure.context import OUTPUT, InNetwork, op_kernel_ms
-from profiler_service.measure.protocol import Protocol, summarize, time_callable
+from profiler_service.measure.protocol import Protocol, settled, summarize, time_callable
 from shared.ops import build_op
 from shared.schemas import OpStats
 from shared.specs import OpSpec
@@ -47,7 +47,8 @@ class Backend(ABC):
 
     def measure(self, module: nn.Module, input_shape: tuple[int, ...], cache_key: str,
                 protocol: Protocol) -> OpStats:
-        return time_callable(self.runner(module, input_shape, cache_key), protocol, self.timer)
+        run = self.runner(module, input_shape, cache_key)
+        return settled(lambda: time_callable(run, protocol, self.timer), protocol)
 
     def measure_op(self, spec: OpSpec, batch: int, protocol: Protocol) -> OpStats:
         return self.measure(build_op(spec), spec.input_shape(batch), spec.key, protocol)
@@ -106,6 +107,9 @@ class OnnxRuntimeBackend(Backend):
         module = InNetwork(build_op(spec), spec)
         path = export_onnx(module, shape, onnx_cache_path(self.cache_dir, f"ctx:{spec.key}", shape),
                            output_name=OUTPUT)
+        return settled(lambda: self._kernel_time(path, shape, protocol), protocol)
+
+    def _kernel_time(self, path: Path, shape: tuple[int, ...], protocol: Protocol) -> OpStats:
         feed = {"x": np.random.default_rng(0).standard_normal(shape, dtype=np.float32)}
         with tempfile.TemporaryDirectory() as tmp:
             sess = self.session(path, profile_prefix=str(Path(tmp) / "op"))

@@ -28,6 +28,11 @@ class Protocol:
     # "network": an op is timed the way it runs inside a network (see measure/context.py);
     # "isolated": the op alone, call overhead and graph-edge reorders included.
     op_context: str = "network"
+    # A measurement whose p90/p10 - 1 exceeds max_spread was disturbed (another process took the core
+    # for part of it); it is repeated after a pause, up to `retries` times, keeping the steadiest.
+    max_spread: float = 0.3
+    retries: int = 2
+    retry_wait_s: float = 1.0
 
 
 def median_ci_halfwidth(sorted_ms: np.ndarray) -> float:
@@ -85,3 +90,21 @@ def time_callable(fn: Callable[[], object], protocol: Protocol,
         if n >= 5 and time.perf_counter() >= deadline:
             break
     return summarize(samples)
+
+
+def spread(stats: OpStats) -> float:
+    return stats.p90_ms / stats.p10_ms - 1 if stats.p10_ms > 0 else float("inf")
+
+
+def settled(measure: Callable[[], OpStats], protocol: Protocol) -> OpStats:
+    """Run ``measure`` until one result is steady (spread within bounds); else the steadiest of them."""
+    best: OpStats | None = None
+    for attempt in range(protocol.retries + 1):
+        if attempt:
+            time.sleep(protocol.retry_wait_s)
+        stats = measure()
+        if best is None or spread(stats) < spread(best):
+            best = stats
+        if spread(stats) <= protocol.max_spread:
+            break
+    return best

@@ -50,3 +50,20 @@ def test_before_hook_runs_untimed():
     stats = time_callable(fn, Protocol(warmup_runs=1, warmup_s=0, min_runs=10, max_runs=10), timer,
                           before=lambda: calls.append(1))
     assert len(calls) == stats.count == 10
+
+
+def test_disturbed_measurement_is_repeated_and_steadiest_kept():
+    from profiler_service.measure.protocol import settled, spread
+
+    results = iter([summarize([1.0, 1.0, 2.0, 3.0]), summarize([1.0, 1.02, 1.01, 1.0]), summarize([9.0, 1.0])])
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return next(results)
+
+    stats = settled(measure, Protocol(max_spread=0.3, retries=2, retry_wait_s=0))
+    assert len(calls) == 2 and spread(stats) <= 0.3
+
+    always_noisy = settled(lambda: summarize([1.0, 2.0, 3.0]), Protocol(retries=1, retry_wait_s=0))
+    assert spread(always_noisy) > 0.3  # the steadiest of the tries, flagged by its own p10/p90
