@@ -49,6 +49,8 @@ def main() -> None:
     diff = np.array([abs(a[k] - b[k]) / ((a[k] + b[k]) / 2) for k in keys])
     print(f"repeatability |a-b|/mean over keys: median {100 * np.median(diff):.2f}%  "
           f"p90 {100 * np.percentile(diff, 90):.2f}%  max {100 * diff.max():.2f}%")
+    for i in np.argsort(diff)[::-1][:5]:
+        print(f"  {100 * diff[i]:5.1f}%  {a[keys[i]]:.3f} vs {b[keys[i]]:.3f} ms  {keys[i]}")
     print(f"table sum: pass 1 {sum(a.values()):.2f} ms, pass 2 {sum(b.values()):.2f} ms")
 
 

@@ -57,7 +57,9 @@ class SearchConfig:
     arch_lr: float = 1e-3
     arch_every: int = 5
     grad_mode: str = "two"  # two | full
-    loss: str = "mul#log"  # mul#log | add#linear
+    # add#linear by default: mul#log's log(E[LAT]) / log(T) in ms is undefined when E[LAT] and T straddle
+    # 1 ms, which CPU/GPU tables at small resolutions do (the original only ever targeted ~80 ms phones).
+    loss: str = "add#linear"  # add#linear | mul#log
     target_ms: float | None = None  # None: no latency term (plain CE)
     max_ms: float | None = None  # hard limit on the derived arch's predicted latency
     max_penalty: float = 1.0
