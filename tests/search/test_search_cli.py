@@ -118,7 +118,7 @@ def test_main_module_runs_without_traceback(tmp_path):
 def test_mul_log_across_one_ms_is_refused_before_training(tmp_path, entries, capsys):
     path = tmp_path / "fast.json"  # a fast device: the whole space runs under 1 ms
     path.write_text(json.dumps({k: v / 1000 for k, v in entries.items()}))
-    code, err = run_cli(["search", "--table-file", str(path), "--target-ms", "30", "--out", str(tmp_path / "o"),
-                         *SMALL], capsys)
+    code, err = run_cli(["search", "--table-file", str(path), "--target-ms", "30", "--loss", "mul#log",
+                         "--out", str(tmp_path / "o"), *SMALL], capsys)
     assert code == 2 and "add#linear" in err
     assert not (tmp_path / "o" / "log.jsonl").exists()
