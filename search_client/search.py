@@ -48,8 +48,9 @@ class SearchConfig:
     steps_per_epoch: int | None = None  # cap for smoke runs; None = one pass over the train split
     stop_after: int | None = None  # run at most this many epochs now, then stop resumable (time limits)
     # weights
-    lr: float = 0.025
-    warmup_lr: float = 0.05
+    # the original's 0.025 (search) and 0.05 (warm-up) at batch 256, scaled linearly to batch 64
+    lr: float = 0.00625
+    warmup_lr: float = 0.0125
     momentum: float = 0.9
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1

@@ -13,9 +13,10 @@ import dataclasses
 import torch
 from torch import nn
 
+from search_client.candidate_init import align_candidates_
 from search_client.mixed_op import ZERO, MixedOp
 from shared.arch import Net
-from shared.ops import build_op
+from shared.ops import build_op, zero_last_bn_
 from shared.spaces import Layer, SearchSpace
 
 WEIGHT_MODE = "single"
@@ -25,7 +26,7 @@ GATE_MODES = ("two", "full")
 class SearchLayer(nn.Module):
     """``x + mixed(x)`` on a shortcut layer (zero chosen -> ``x``), ``mixed(x)`` otherwise."""
 
-    def __init__(self, layer: Layer):
+    def __init__(self, layer: Layer, *, aligned_init: bool = True):
         super().__init__()
         if ZERO in layer.candidates and not layer.shortcut:
             raise ValueError("a zero candidate needs a shortcut layer (the layer would have no output)")
@@ -33,6 +34,12 @@ class SearchLayer(nn.Module):
         for name in layer.candidates:
             spec = layer.spec(name)
             ops.append(None if spec is None else build_op(dataclasses.replace(spec, idskip=False)))
+        real = [op for op in ops if op is not None]
+        if layer.shortcut:  # built without idskip, so init_weights left their residual BN at one
+            for op in real:
+                zero_last_bn_(op)
+        if aligned_init:
+            align_candidates_(real)
         self.mixed = MixedOp(ops, layer.candidates)
         self.shortcut = layer.shortcut
 
@@ -44,11 +51,14 @@ class SearchLayer(nn.Module):
 
 
 class SuperNet(nn.Module):
-    def __init__(self, space: SearchSpace):
+    """``aligned_init``: the candidates of a layer start as one function (see ``candidate_init``);
+    off, each starts from its own independent init as in the original."""
+
+    def __init__(self, space: SearchSpace, *, aligned_init: bool = True):
         super().__init__()
         self.space = space
         self.prefix = nn.Sequential(*[build_op(s) for s in space.prefix])
-        self.layers = nn.Sequential(*[SearchLayer(layer) for layer in space.layers])
+        self.layers = nn.Sequential(*[SearchLayer(layer, aligned_init=aligned_init) for layer in space.layers])
         self.suffix = nn.Sequential(*[build_op(s) for s in space.suffix])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, R, R) -> (B, classes)

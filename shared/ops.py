@@ -7,6 +7,7 @@ ONNX export matches torch).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -41,16 +42,34 @@ def build_op(spec: OpSpec) -> nn.Module:
 
 
 def init_weights(module: nn.Module) -> None:
-    """He init on fan-out (the ProxylessNAS default), unit BN, small linear."""
+    """He init on fan-out, unit BN, small linear; a residual block's last BN starts at zero.
+
+    Fan-out counts one group's outputs (``k*k*out/groups``, as EfficientNet and timm do). The original's
+    ``he_fout`` counts ``k*k*out`` for a depthwise conv too, which starts its kernels ~sqrt(channels)
+    times smaller; behind BN their gradient is that much larger, and the first SGD steps then swamp
+    the weights. A residual MBConv's final BN scale starts at zero so every block begins as the
+    identity (Goyal et al. 2017): a deep net, or a supernet mixing paths, starts as a shallow one.
+    """
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
+    for m in module.modules():
+        if isinstance(m, MBConv) and m.idskip:
+            zero_last_bn_(m)
+
+
+def zero_last_bn_(module: nn.Module) -> None:
+    """Zero the scale of the module's last BatchNorm: a residual branch that starts by adding nothing."""
+    bns = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+    if bns:
+        nn.init.zeros_(bns[-1].weight)
 
 
 def conv_bn(cin: int, cout: int, kernel: int, *, stride: int = 1, groups: int = 1, dilation: int = 1,
