@@ -94,7 +94,9 @@ def add_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-after", type=int, help="run at most N epochs now, leaving a resumable checkpoint")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--warmup-lr", type=float, default=d.warmup_lr)
-    p.add_argument("--arch-lr", type=float, default=d.arch_lr)
+    p.add_argument("--arch-lr", type=float, default=d.arch_lr,
+                   help="Adam lr of the architecture logits (default: 1e-3 scaled by sqrt(80000 / planned "
+                        "architecture steps), the original's 1e-3 for a search as long as its own)")
     p.add_argument("--target-ms", type=float)
     p.add_argument("--max-ms", type=float, help="hard limit on the derived net's predicted latency")
     p.add_argument("--loss", default=d.loss, choices=["mul#log", "add#linear"])

@@ -42,8 +42,9 @@ class SearchConfig:
     data_dir: str | None = None
     synthetic_size: int = 512
     # schedule
-    warmup_epochs: int = 1
-    epochs: int = 4  # search epochs, after the warm-up
+    # sized for the bundled digits demo (~2 min on 2 cores); a real search sets its own (the original: 40 + 80)
+    warmup_epochs: int = 3
+    epochs: int = 6  # search epochs, after the warm-up
     batch_size: int = 64  # per process
     steps_per_epoch: int | None = None  # cap for smoke runs; None = one pass over the train split
     stop_after: int | None = None  # run at most this many epochs now, then stop resumable (time limits)
@@ -55,7 +56,7 @@ class SearchConfig:
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
     # architecture
-    arch_lr: float = 1e-3
+    arch_lr: float | None = None  # None: auto_arch_lr() from the planned number of architecture steps
     arch_every: int = 5
     grad_mode: str = "two"  # two | full
     # add#linear by default: mul#log's log(E[LAT]) / log(T) in ms is undefined when E[LAT] and T straddle
@@ -80,6 +81,22 @@ class SearchConfig:
     def from_dict(cls, d: dict) -> SearchConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# The original's Adam lr 1e-3 moves the logits over ~80,000 architecture steps (80 search epochs of
+# ImageNet, one step every 5 batches). A search of a few hundred steps at that lr ends where it started.
+ORIGINAL_ARCH_LR = 1e-3
+ORIGINAL_ARCH_STEPS = 80_000
+
+
+def auto_arch_lr(arch_steps: int) -> float:
+    """1e-3 for a search as long as the original's, scaled by sqrt(80,000 / steps) for a shorter one.
+
+    Under noisy gradients Adam moves each logit about lr per step in a random direction, so the spread
+    after N steps is lr * sqrt(N): the scaling keeps that spread at the original's (0.28 nats) while
+    the latency term's steady push still adds up over the run.
+    """
+    return ORIGINAL_ARCH_LR * max(1.0, (ORIGINAL_ARCH_STEPS / max(arch_steps, 1)) ** 0.5)
 
 
 # fields a resumed run must share with its checkpoint (the rest, e.g. epochs or out, may change)
@@ -223,19 +240,21 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
     gen = torch.Generator().manual_seed(cfg.seed)  # path sampling: the same stream on every rank
     w_opt = torch.optim.SGD(net.weight_parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                             weight_decay=cfg.weight_decay)
-    a_opt = torch.optim.Adam(net.arch_parameters(), lr=cfg.arch_lr, betas=(0.0, 0.999), eps=1e-8,
-                             weight_decay=0.0)
     train_dl, train_sampler = loader(splits.train, batch_size=cfg.batch_size, dist=dist, seed=cfg.seed,
                                        num_workers=cfg.num_workers)
     valid_dl, valid_sampler = loader(splits.valid, batch_size=cfg.batch_size, dist=dist, seed=cfg.seed + 1,
                                        num_workers=cfg.num_workers)
     spe = min(len(train_dl), cfg.steps_per_epoch or len(train_dl))
+    arch_lr = cfg.arch_lr if cfg.arch_lr is not None else auto_arch_lr(cfg.epochs * (spe // cfg.arch_every))
+    a_opt = torch.optim.Adam(net.arch_parameters(), lr=arch_lr, betas=(0.0, 0.999), eps=1e-8, weight_decay=0.0)
     total_epochs = cfg.warmup_epochs + cfg.epochs
     step, arch_steps, start_epoch = 0, 0, 0
     if ckpt is not None:
         net.load_state_dict(ckpt["model"])
         w_opt.load_state_dict(ckpt["weight_optimizer"])
         a_opt.load_state_dict(ckpt["arch_optimizer"])
+        for g in a_opt.param_groups:  # the state dict carries the old run's lr; this run's setting wins
+            g["lr"] = arch_lr
         step, arch_steps, start_epoch = ckpt["step"], ckpt["arch_steps"], ckpt["epoch"] + 1
         checkpoint.set_rng_state(ckpt["rng"][min(dist.rank, len(ckpt["rng"]) - 1)], gen)
     else:
@@ -284,7 +303,8 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
         rep = arch_report(net, lat, cfg.max_ms)
         if dist.is_main:
             line = {"epoch": epoch, "phase": "warmup" if warm else "search", "step": step,
-                    "arch_steps": arch_steps, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+                    "arch_steps": arch_steps, "lr": lr, "arch_lr": arch_lr, "train_loss": train_loss,
+                    "train_acc": train_acc,
                     "valid_acc": valid_acc, "time_s": round(time.time() - t0, 3), **rep}
             with open(log_path, "a") as f:
                 f.write(json.dumps(line) + "\n")

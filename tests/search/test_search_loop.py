@@ -11,7 +11,7 @@ import torch
 
 from search_client import checkpoint
 from search_client.derive import derive, load_standalone
-from search_client.search import search
+from search_client.search import auto_arch_lr, search
 
 
 def read_log(out: str) -> list[dict]:
@@ -76,3 +76,18 @@ def test_resume_refuses_a_different_space(tiny_config, digits, entries, tmp_path
     with pytest.raises(ValueError, match="resolution"):
         search(tiny_config(resolution=40, steps_per_epoch=1), entries=entries, splits=digits,
                resume=first["checkpoint"])
+
+
+def test_auto_arch_lr_is_the_originals_for_a_search_as_long_as_its_own():
+    assert auto_arch_lr(80_000) == 1e-3
+    assert auto_arch_lr(1_000_000) == 1e-3  # never below the original
+    assert auto_arch_lr(20) == pytest.approx(1e-3 * (80_000 / 20) ** 0.5)
+
+
+def test_resume_takes_this_runs_arch_lr_not_the_checkpoints(tiny_config, digits, entries, tmp_path):
+    kw = dict(target_ms=30.0, steps_per_epoch=2, arch_every=1, out=str(tmp_path / "run"))
+    first = search(tiny_config(epochs=2, stop_after=2, arch_lr=0.3, **kw), entries=entries, splits=digits)
+    search(tiny_config(epochs=2, arch_lr=0.01, **kw), entries=entries, splits=digits, resume=first["checkpoint"])
+    assert [r["arch_lr"] for r in read_log(str(tmp_path / "run"))] == [0.3, 0.3, 0.01]
+    saved = checkpoint.load(str(tmp_path / "run" / "ckpt.pt"))
+    assert saved["arch_optimizer"]["param_groups"][0]["lr"] == 0.01
