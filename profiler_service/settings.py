@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     op_context: Literal["network", "isolated"] = "network"
     max_spread: float = Field(default=0.3, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
+    # Time a fixed reference network between samples and scale results to the device's nominal speed
+    # (measure/reference.py): off only on a box whose clock is pinned and unshared.
+    drift_reference: bool = True
 
     # Worker behaviour.
     worker: bool = True
@@ -80,7 +83,8 @@ class Settings(BaseSettings):
 
         return Protocol(rel_ci=self.rel_ci, budget_s=self.budget_s, warmup_runs=self.warmup_runs,
                         warmup_s=self.warmup_s, min_runs=self.min_runs, max_runs=self.max_runs,
-                        op_context=self.op_context, max_spread=self.max_spread, retries=self.retries)
+                        op_context=self.op_context, max_spread=self.max_spread, retries=self.retries,
+                        drift_reference=self.drift_reference)
 
     @property
     def api_key_value(self) -> str | None:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from profiler_service.db.engine import Database
 from profiler_service.db.models import Table
+from profiler_service.services import drift as D
 from profiler_service.services import networks as N
 from profiler_service.services import queue as Q
 from profiler_service.services import tables as T
@@ -150,6 +151,10 @@ class Worker:
                 "batch": int(params["batch"]), "protocol": self.settings.protocol,
                 "cache_dir": self.settings.cache_dir}
 
+    def _to_nominal(self, session, stats: OpStats, params: dict) -> OpStats:
+        return D.normalise(session, stats, device_id=self.device_id, backend=params["backend"],
+                           threads=int(params["threads"]))
+
     def _after_engine(self, job_id: str, completed: bool) -> None:
         with self.db.session() as s:
             if completed:
@@ -175,6 +180,7 @@ class Worker:
         def on_result(key: str, stats: OpStats) -> None:
             with self.db.session() as s:
                 table = s.get(Table, table_id)
+                stats = self._to_nominal(s, stats, params)
                 T.upsert_measurements(s, table, {key: stats}, job_id=job_id)
                 Q.add_progress(s, job_id)
             done[0] += 1
@@ -216,6 +222,6 @@ class Worker:
             net = N.network_for_job(s, job_id)
             if net is None:
                 raise RuntimeError(f"network job {job_id} has no network row")
-            N.store_measured(s, net, stats)
+            N.store_measured(s, net, self._to_nominal(s, stats, params))
             Q.add_progress(s, job_id)
         self._after_engine(job_id, completed=True)

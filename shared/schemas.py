@@ -18,6 +18,9 @@ class OpStats(BaseModel):
     p10_ms: float
     p90_ms: float
     count: int
+    # median of the device's reference workload, timed interleaved with this measurement (drift control);
+    # where set, the statistics above are scaled to the device's nominal speed (profiler_service drift.py)
+    ref_ms: float | None = None
 
 
 class JobCreate(BaseModel):

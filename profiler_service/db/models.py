@@ -88,6 +88,7 @@ class Measurement(Base):
     p10_ms: Mapped[float] = mapped_column(Float)
     p90_ms: Mapped[float] = mapped_column(Float)
     count: Mapped[int]
+    ref_ms: Mapped[float | None] = mapped_column(Float)  # the drift reference timed with it (raw)
     # The job that last wrote this row: a resumed job skips what it already stored.
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
     measured_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -129,8 +130,24 @@ class Network(Base):
     p10_ms: Mapped[float | None] = mapped_column(Float)
     p90_ms: Mapped[float | None] = mapped_column(Float)
     count: Mapped[int | None]
+    ref_ms: Mapped[float | None] = mapped_column(Float)
     predicted_ms: Mapped[float | None] = mapped_column(Float)
     missing: Mapped[list[Any]] = mapped_column(default=list)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class DriftReference(Base):
+    """The nominal latency of a drift reference for one device, backend and thread count: results are
+    scaled to it (``services/drift.py``). Set by the first measurement and then fixed, so every table and
+    network measured on this configuration shares one clock."""
+
+    __tablename__ = "drift_references"
+
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    backend: Mapped[str] = mapped_column(String(50), primary_key=True)
+    threads: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(100), primary_key=True)  # which workload (measure/reference.py)
+    nominal_ms: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -23,6 +23,8 @@ from torch import nn
 
 from profiler_service.measure.context import OUTPUT, InNetwork, op_kernel_ms
 from profiler_service.measure.protocol import Protocol, settled, summarize, time_callable
+from profiler_service.measure.reference import NAME as REFERENCE_NAME
+from profiler_service.measure.reference import reference_module
 from shared.ops import build_op
 from shared.schemas import OpStats
 from shared.specs import OpSpec
@@ -36,7 +38,17 @@ class Backend(ABC):
     def __init__(self, *, threads: int, cache_dir: str | Path):
         self.threads = threads
         self.cache_dir = Path(cache_dir)
+        self._reference: Callable[[], object] | None = None
         torch.set_num_threads(threads)
+
+    def reference(self, protocol: Protocol) -> Callable[[], object] | None:
+        """The drift reference's runner on this backend (built once), or None when the protocol has none."""
+        if not protocol.drift_reference:
+            return None
+        if self._reference is None:
+            module, shape = reference_module()
+            self._reference = self.runner(module, shape, f"reference:{REFERENCE_NAME}")
+        return self._reference
 
     @abstractmethod
     def runner(self, module: nn.Module, input_shape: tuple[int, ...], cache_key: str) -> Callable[[], object]:
@@ -48,7 +60,8 @@ class Backend(ABC):
     def measure(self, module: nn.Module, input_shape: tuple[int, ...], cache_key: str,
                 protocol: Protocol) -> OpStats:
         run = self.runner(module, input_shape, cache_key)
-        return settled(lambda: time_callable(run, protocol, self.timer), protocol)
+        ref = self.reference(protocol)
+        return settled(lambda: time_callable(run, protocol, self.timer, reference=ref), protocol)
 
     def measure_op(self, spec: OpSpec, batch: int, protocol: Protocol) -> OpStats:
         return self.measure(build_op(spec), spec.input_shape(batch), spec.key, protocol)
@@ -114,9 +127,11 @@ class OnnxRuntimeBackend(Backend):
         with tempfile.TemporaryDirectory() as tmp:
             sess = self.session(path, profile_prefix=str(Path(tmp) / "op"))
             # The protocol's stopping rule runs on wall time; the statistic is the op's own kernel time.
-            wall = time_callable(lambda: sess.run(None, feed), protocol, self.timer)
+            wall = time_callable(lambda: sess.run(None, feed), protocol, self.timer,
+                                 reference=self.reference(protocol))
             per_run = op_kernel_ms(sess.end_profiling())
-        return summarize(per_run[-wall.count:])
+        stats = summarize(per_run[-wall.count:])
+        return stats.model_copy(update={"ref_ms": wall.ref_ms})
 
     def info(self) -> dict:
         import onnxruntime as ort

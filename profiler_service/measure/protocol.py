@@ -33,6 +33,12 @@ class Protocol:
     max_spread: float = 0.3
     retries: int = 2
     retry_wait_s: float = 1.0
+    # With a reference workload (measure/reference.py), it is timed between samples and its median is
+    # returned as ref_ms: the device's speed while this op was being timed.
+    # The reference gets about as much time as the measured op (it runs once the op's samples since
+    # the last reference add up to the reference's own duration), and at least min_ref_runs samples.
+    drift_reference: bool = True
+    min_ref_runs: int = 15
 
 
 def median_ci_halfwidth(sorted_ms: np.ndarray) -> float:
@@ -46,11 +52,11 @@ def median_ci_halfwidth(sorted_ms: np.ndarray) -> float:
     return float(sorted_ms[hi] - sorted_ms[lo]) / 2
 
 
-def summarize(samples_ms: list[float] | np.ndarray) -> OpStats:
+def summarize(samples_ms: list[float] | np.ndarray, ref_ms: list[float] | None = None) -> OpStats:
     a = np.asarray(samples_ms, dtype=np.float64)
     return OpStats(median_ms=float(np.median(a)), mean_ms=float(a.mean()), std_ms=float(a.std(ddof=1)) if len(a) > 1
                    else 0.0, p10_ms=float(np.percentile(a, 10)), p90_ms=float(np.percentile(a, 90)),
-                   count=len(a))
+                   count=len(a), ref_ms=float(np.median(ref_ms)) if ref_ms else None)
 
 
 def _converged(samples: list[float], protocol: Protocol) -> bool:
@@ -63,33 +69,45 @@ def _converged(samples: list[float], protocol: Protocol) -> bool:
 
 def time_callable(fn: Callable[[], object], protocol: Protocol,
                   timer: Callable[[], float] = time.perf_counter,
-                  before: Callable[[], object] | None = None) -> OpStats:
+                  before: Callable[[], object] | None = None,
+                  reference: Callable[[], object] | None = None) -> OpStats:
     """Time ``fn`` per the protocol. ``timer`` returns seconds (a CUDA backend passes a synchronising one);
-    ``before`` runs untimed ahead of every timed call (to set the cache state a network would leave)."""
+    ``before`` runs untimed ahead of every timed call (to set the cache state a network would leave);
+    ``reference`` is timed between samples (about as much time as ``fn`` gets) into ``ref_ms``."""
     t_end = timer() + protocol.warmup_s
     for i in range(10**9):
         fn()
+        if reference is not None and i < protocol.warmup_runs:
+            reference()
         if i + 1 >= protocol.warmup_runs and timer() >= t_end:
             break
     samples: list[float] = []
+    ref: list[float] = []
     deadline = time.perf_counter() + protocol.budget_s
     next_check = protocol.min_runs
+    owed = 0.0  # fn time since the last reference run, in ms
     while len(samples) < protocol.max_runs:
         if before is not None:
             before()
         t0 = timer()
         fn()
-        samples.append((timer() - t0) * 1e3)
+        t1 = timer()
+        samples.append((t1 - t0) * 1e3)
+        owed += samples[-1]
+        if reference is not None and (not ref or owed >= ref[-1]):
+            reference()
+            ref.append((timer() - t1) * 1e3)
+            owed = 0.0
         n = len(samples)
         if n >= next_check:
             # Checking costs a sort; a geometric schedule keeps it off the hot loop.
-            if _converged(samples, protocol):
+            if (reference is None or len(ref) >= protocol.min_ref_runs) and _converged(samples, protocol):
                 break
             next_check = n + max(5, n // 10)
         # The budget bounds a slow op (never fewer than 5 samples, so a median exists).
         if n >= 5 and time.perf_counter() >= deadline:
             break
-    return summarize(samples)
+    return summarize(samples, ref)
 
 
 def spread(stats: OpStats) -> float:

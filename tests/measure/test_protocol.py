@@ -67,3 +67,33 @@ def test_disturbed_measurement_is_repeated_and_steadiest_kept():
 
     always_noisy = settled(lambda: summarize([1.0, 2.0, 3.0]), Protocol(retries=1, retry_wait_s=0))
     assert spread(always_noisy) > 0.3  # the steadiest of the tries, flagged by its own p10/p90
+
+
+def _shared_clock(fn_s: float, ref_s: float):
+    """fn and the reference advance one fake clock by fixed durations."""
+    state = {"t": 0.0, "ref": 0}
+
+    def fn():
+        state["t"] += fn_s
+
+    def ref():
+        state["t"] += ref_s
+        state["ref"] += 1
+
+    return fn, ref, (lambda: state["t"]), state
+
+
+def test_reference_is_timed_alongside_and_its_median_reported():
+    fn, ref, timer, state = _shared_clock(0.001, 0.004)
+    stats = time_callable(fn, Protocol(warmup_runs=2, warmup_s=0, min_runs=20, min_ref_runs=15, budget_s=60),
+                          timer, reference=ref)
+    assert stats.median_ms == pytest.approx(1.0) and stats.ref_ms == pytest.approx(4.0)
+    timed_refs = state["ref"] - 2  # two ran in the warm-up
+    assert timed_refs >= 15  # convergence waited for enough reference samples
+    # about as much time on the reference as on the op: one reference per four 1 ms samples
+    assert stats.count / timed_refs == pytest.approx(4, abs=1)
+
+
+def test_no_reference_no_ref_ms():
+    fn, timer = _fake_clock([0.001])
+    assert time_callable(fn, Protocol(warmup_runs=1, warmup_s=0, min_runs=10), timer).ref_ms is None

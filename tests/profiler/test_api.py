@@ -47,6 +47,7 @@ def test_profile_small_ops_end_to_end(api: httpx.Client):
     assert set(table["entries"]) >= set(SMALL_KEYS)
     for e in table["entries"].values():
         assert e["count"] >= 5 and 0 < e["p10_ms"] <= e["median_ms"] <= e["p90_ms"]
+        assert e["ref_ms"] > 0  # the drift reference was timed with every op
 
     r = api.get(f"/v1/tables/{job['table_id']}", params={"format": "yaml"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-yaml")
@@ -202,6 +203,7 @@ def test_network_measured_next_to_its_prediction(api: httpx.Client):
                    lambda n: n["status"] in ("done", "failed", "cancelled"), "network")
     assert net["status"] == "done", net
     assert net["measured"]["count"] >= 5 and net["measured"]["median_ms"] > 0
+    assert net["measured"]["ref_ms"] > 0
     assert net["calibrated_ms"] is None  # measuring a network never calibrates by itself
     assert api.get(f"/v1/tables/{job['table_id']}").json()["etag"] == table_before["etag"]
 

@@ -42,7 +42,7 @@ def add_job(db: Database, device_id: int, **kw) -> str:
 def test_schema_is_migrated_and_matches_models(db: Database):
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
     init_db(db.url).dispose()  # upgrading an up-to-date database is a no-op
 
 
@@ -218,3 +218,26 @@ def test_resume_knows_what_this_job_already_stored(db: Database, device_id: int)
         T.upsert_measurements(s, table, {KEY2: stats(2.0)}, job_id=None)  # someone else's
         assert T.keys_stored_by_job(s, job_id) == {KEY}
         assert s.scalar(select(func.count()).select_from(Measurement)) == 2
+
+
+def test_a_0001_database_upgrades_with_its_rows_intact(tmp_path):
+    from sqlalchemy import create_engine
+
+    from profiler_service.db.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO devices (name, fingerprint, created_at, updated_at) "
+                          "VALUES ('old', '{}', '2026-01-01', '2026-01-01')"))
+        conn.execute(text("INSERT INTO tables (id, device_id, backend, threads, batch, dtype, created_at, "
+                          "updated_at, etag) VALUES ('t1', 1, 'onnxruntime', 1, 1, 'float32', '2026-01-01', "
+                          "'2026-01-01', 'e')"))
+        conn.execute(text("INSERT INTO measurements (table_id, key, median_ms, mean_ms, std_ms, p10_ms, p90_ms, "
+                          "count, measured_at) VALUES ('t1', 'k', 1.5, 1.5, 0.1, 1.4, 1.6, 20, '2026-01-01')"))
+    engine.dispose()
+    db = init_db(url)
+    with db.session(write=False) as s:
+        m = s.scalar(select(Measurement))
+        assert (m.key, m.median_ms, m.ref_ms) == ("k", 1.5, None)

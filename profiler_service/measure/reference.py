@@ -1,0 +1,36 @@
+"""The drift reference: a fixed workload timed between the samples of every measurement.
+
+On a shared or virtual machine the clock speed a process gets moves by 20-40% over tens of seconds
+(measured here: one network's per-second median ranged 5.3..9.4 ms over 90 s, CV 9-16%), so an op
+timed at one moment and a network timed a minute later disagree by more than the table's model error.
+The ratio of two workloads timed interleaved is far steadier (two networks: CV 1.1%). So every
+measurement also times this reference and reports its median as ``ref_ms``; the worker scales each
+result to the device's nominal speed (``nominal_ms / ref_ms``, see ``profiler_service.drift``).
+
+The reference is a whole network of the ops we time (a mobile-space net of 3x3 MBConv3 blocks at
+160 px, ~4 ms on a CPU core), so it slows down the way our ops do: the same kernels and layout
+reorders, and a working set as large as a mid-resolution network's. The slow-down is not uniform:
+in one slow stretch a 96 px reference slowed by 33% while a 160 px network slowed by 45%, so a
+reference much smaller than the measured networks under-corrects.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
+
+NAME = "proxyless-mobile@160/3x3_MBConv3"  # part of the device fingerprint: change it, change the device
+RESOLUTION = 160
+
+
+def reference_module() -> tuple[nn.Module, tuple[int, ...]]:
+    """The reference network and its input shape (batch 1)."""
+    # imported here: the worker reads NAME without pulling in torch
+    from shared.arch import build_net, make_arch
+    from shared.spaces import get_space
+
+    space = get_space("proxyless-mobile", RESOLUTION, 1.0, 1000)
+    choices = ["3x3_MBConv3"] * len(space.layers)
+    return build_net(make_arch(space, choices)), (1, 3, RESOLUTION, RESOLUTION)
