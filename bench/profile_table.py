@@ -1,7 +1,9 @@
 """Profile the whole proxyless-mobile space twice and report wall time and repeatability.
 
 Prints the number of unique specs, the wall time of each pass (the first includes ONNX export into a
-fresh cache), and over keys the median and p90 of |a - b| / mean between the passes.
+fresh cache), and over keys the median and p90 of |a - b| / mean between the passes: raw, and
+drift-corrected (each op scaled by the drift reference timed with it, to pass 1's first reference,
+as the service stores it).
 
     .venv/bin/python bench/profile_table.py [--resolution 224] [--threads 1] [--backend onnxruntime]
 """
@@ -16,16 +18,27 @@ import numpy as np
 
 from profiler_service.measure.protocol import Protocol
 from profiler_service.measure.runner import measure_ops
+from profiler_service.services.drift import to_nominal
+from shared.schemas import OpStats
 from shared.spaces import get_space
 
 
-def one_pass(keys: list[str], args, cache_dir: str) -> tuple[dict[str, float], float]:
-    out: dict[str, float] = {}
+def one_pass(keys: list[str], args, cache_dir: str) -> tuple[dict[str, OpStats], float]:
+    out: dict[str, OpStats] = {}
     t0 = time.perf_counter()
     measure_ops(keys, backend=args.backend, threads=args.threads, batch=args.batch,
                 protocol=Protocol(rel_ci=args.rel_ci, budget_s=args.budget_s), cache_dir=cache_dir,
-                on_result=lambda k, s: out.__setitem__(k, s.median_ms))
+                on_result=out.__setitem__)
     return out, time.perf_counter() - t0
+
+
+def report(name: str, keys: list[str], a: dict[str, float], b: dict[str, float]) -> None:
+    diff = np.array([abs(a[k] - b[k]) / ((a[k] + b[k]) / 2) for k in keys])
+    print(f"{name} repeatability |a-b|/mean over keys: median {100 * np.median(diff):.2f}%  "
+          f"p90 {100 * np.percentile(diff, 90):.2f}%  max {100 * diff.max():.2f}%")
+    for i in np.argsort(diff)[::-1][:3]:
+        print(f"  {100 * diff[i]:5.1f}%  {a[keys[i]]:.3f} vs {b[keys[i]]:.3f} ms  {keys[i]}")
+    print(f"  table sum: pass 1 {sum(a.values()):.2f} ms, pass 2 {sum(b.values()):.2f} ms")
 
 
 def main() -> None:
@@ -46,12 +59,11 @@ def main() -> None:
         print(f"pass 1 (with ONNX export): {t_a:.1f} s")
         b, t_b = one_pass(keys, args, cache)
         print(f"pass 2 (export cached):    {t_b:.1f} s")
-    diff = np.array([abs(a[k] - b[k]) / ((a[k] + b[k]) / 2) for k in keys])
-    print(f"repeatability |a-b|/mean over keys: median {100 * np.median(diff):.2f}%  "
-          f"p90 {100 * np.percentile(diff, 90):.2f}%  max {100 * diff.max():.2f}%")
-    for i in np.argsort(diff)[::-1][:5]:
-        print(f"  {100 * diff[i]:5.1f}%  {a[keys[i]]:.3f} vs {b[keys[i]]:.3f} ms  {keys[i]}")
-    print(f"table sum: pass 1 {sum(a.values()):.2f} ms, pass 2 {sum(b.values()):.2f} ms")
+    report("raw", keys, {k: v.median_ms for k, v in a.items()}, {k: v.median_ms for k, v in b.items()})
+    if all(v.ref_ms for v in [*a.values(), *b.values()]):
+        nominal = a[keys[0]].ref_ms
+        report("drift-corrected", keys, {k: to_nominal(v, nominal).median_ms for k, v in a.items()},
+               {k: to_nominal(v, nominal).median_ms for k, v in b.items()})
 
 
 if __name__ == "__main__":
