@@ -29,6 +29,21 @@ def test_onnxruntime_op_stats(tmp_path, context):
     backend = OnnxRuntimeBackend(threads=1, cache_dir=tmp_path)
     stats = backend.measure_op(parse_key(MB), 1, Protocol(**{**FAST.__dict__, "op_context": context}))
     assert stats.count >= 5 and 0 < stats.p10_ms <= stats.median_ms <= stats.p90_ms
+    assert stats.ref_ms > 0  # the drift reference ran in both contexts
+
+
+def test_without_drift_reference_no_reference_runs(tmp_path):
+    backend = OnnxRuntimeBackend(threads=1, cache_dir=tmp_path)
+    stats = backend.measure_op(parse_key(MB), 1, Protocol(**{**FAST.__dict__, "drift_reference": False}))
+    assert stats.ref_ms is None and backend.reference(FAST) is not None
+
+
+def test_a_network_gets_more_samples_than_an_op():
+    from profiler_service.measure.tasks import NETWORK_MIN_RUNS, network_protocol
+
+    p = network_protocol(Protocol(min_runs=20, min_ref_runs=15, budget_s=3.0))
+    assert (p.min_runs, p.min_ref_runs, p.budget_s) == (NETWORK_MIN_RUNS, NETWORK_MIN_RUNS, 3.0)
+    assert network_protocol(Protocol(min_runs=100)).min_runs == 100  # never fewer than asked
 
 
 def test_in_network_context_excludes_edges_only():
