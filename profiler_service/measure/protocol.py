@@ -33,10 +33,9 @@ class Protocol:
     max_spread: float = 0.3
     retries: int = 2
     retry_wait_s: float = 1.0
-    # With a reference workload (measure/reference.py), it is timed between samples and its median is
-    # returned as ref_ms: the device's speed while this op was being timed.
-    # The reference gets about as much time as the measured op (it runs once the op's samples since
-    # the last reference add up to the reference's own duration), and at least min_ref_runs samples.
+    # The drift reference (measure/reference.py) is timed between samples and its median returned as
+    # ref_ms, the device's speed meanwhile. It runs once the op's samples since its last run add up to
+    # its own duration (about equal time for both), and at least min_ref_runs times.
     drift_reference: bool = True
     min_ref_runs: int = 15
 
