@@ -22,8 +22,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from search_client.fidelity import format_report, measure_all, predictions, sample_choices, scatter_png, score
-from search_client.profiler_client import ProfilerClient
+from search_client.latency.fidelity import format_report, measure_all, predictions, sample_choices, scatter_png, score
+from search_client.remote.profiler_client import ProfilerClient
 from shared.calibration import Calibration, error_stats
 from shared.spaces import get_space
 

@@ -41,7 +41,7 @@ def run_case(case: str, batch: int, steps: int, resolution: int) -> dict:
     import torch.nn.functional as F
     from torch import nn
 
-    from search_client.supernet import SuperNet
+    from search_client.supernet.supernet import SuperNet
     from shared.arch import Net
     from shared.spaces import get_space
 

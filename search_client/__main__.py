@@ -1,5 +1,5 @@
 import sys
 
-from search_client.cli import main
+from search_client.cli.main import main
 
 sys.exit(main())

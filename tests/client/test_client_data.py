@@ -11,7 +11,7 @@ import torch
 from matplotlib import image as mpimg
 from torch.utils.data import DataLoader
 
-from search_client.data import CIFAR_MEAN, CIFAR_STD, load_dataset
+from search_client.data.datasets import CIFAR_MEAN, CIFAR_STD, load_dataset
 
 
 def _indices(ds) -> set[int]:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from search_client.cli import main
-from search_client.profiler_client import ProfilerClient
+from search_client.cli.main import main
+from search_client.remote.profiler_client import ProfilerClient
 from shared.spaces import get_space
 
 ARGS = ["--space", "proxyless-cifar", "--resolution", "8", "--width-mult", "0.25"]

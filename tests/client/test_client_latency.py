@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 import torch
 
-from search_client.latency import LatencyModel, MissingKeysError, required_keys
+from search_client.latency.model import LatencyModel, MissingKeysError, required_keys
 from shared.schemas import OpStats, TableOut
 from shared.spaces import get_space
 

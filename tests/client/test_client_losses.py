@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from search_client.losses import latency_loss
+from search_client.latency.losses import latency_loss
 
 
 def test_mul_log_formula():

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search_client.latency import LatencyModel
-from search_client.profiler_client import ProfilerClient, ProfilerError, ProfilerUnavailable
+from search_client.latency.model import LatencyModel
+from search_client.remote.profiler_client import ProfilerClient, ProfilerError, ProfilerUnavailable
 from shared.spaces import get_space
 
 SPACE = get_space("proxyless-cifar", resolution=8)
@@ -84,7 +84,7 @@ def test_offline_fallback_uses_cache(make_server, tmp_path, caplog):
         imported = c.import_table(small_yaml()[0], device="offline-box", backend="torch")
         online = c.get_table(imported.id)
         server.stop()
-        with caplog.at_level(logging.WARNING, logger="search_client.profiler_client"):
+        with caplog.at_level(logging.WARNING, logger="search_client.remote.profiler_client"):
             offline = c.get_table(imported.id)
         assert offline == online
         assert c.last_from_cache and c.last_offline and c.last_attempts == 2

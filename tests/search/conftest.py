@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from search_client.data import DatasetSplits, load_dataset
-from search_client.search import SearchConfig
+from search_client.data.datasets import DatasetSplits, load_dataset
+from search_client.engine.search import SearchConfig
 from shared import specs as S
 from shared.spaces import SearchSpace, get_space
 from shared.specs import OpSpec

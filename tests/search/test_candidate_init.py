@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_client.candidate_init import align_candidates_
-from search_client.data import load_dataset
-from search_client.supernet import SuperNet
+from search_client.data.datasets import load_dataset
+from search_client.supernet.candidate_init import align_candidates_
+from search_client.supernet.supernet import SuperNet
 from shared.ops import build_op
 from shared.spaces import get_space
 from shared.specs import MBCONV, OpSpec

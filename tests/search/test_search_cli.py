@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from search_client.cli import main
+from search_client.cli.main import main
 from shared.spaces import get_space
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from search_client.constraint import InfeasibleLimitError, over_limit_penalty, project_under
+from search_client.latency.constraint import InfeasibleLimitError, over_limit_penalty, project_under
 
 NAMES = [("big", "mid", "zero"), ("big", "small"), ("big", "small")]
 COSTS = [torch.tensor([10.0, 6.0, 0.0]), torch.tensor([8.0, 2.0]), torch.tensor([8.0, 7.0])]

@@ -9,9 +9,9 @@ import onnx
 import pytest
 import torch
 
-from search_client import checkpoint
-from search_client.derive import derive, load_standalone
-from search_client.search import auto_arch_lr, search
+from search_client.engine import checkpoint
+from search_client.engine.derive import derive, load_standalone
+from search_client.engine.search import auto_arch_lr, search
 
 
 def read_log(out: str) -> list[dict]:

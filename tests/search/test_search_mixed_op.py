@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from search_client.mixed_op import MixedOp
-from search_client.supernet import SuperNet
+from search_client.supernet.mixed_op import MixedOp
+from search_client.supernet.supernet import SuperNet
 from shared.spaces import get_space
 
 

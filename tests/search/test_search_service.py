@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 
-from search_client.cli import main
+from search_client.cli.main import main
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("profiler_service.app") is None,
                                 reason="profiler_service not built yet")

@@ -6,8 +6,8 @@ import random
 
 import torch
 
-from search_client.derive import check_onnx, export_onnx
-from search_client.supernet import SuperNet
+from search_client.engine.derive import check_onnx, export_onnx
+from search_client.supernet.supernet import SuperNet
 from shared.arch import Net, make_arch
 from shared.spaces import get_space
 

@@ -13,8 +13,8 @@ import dataclasses
 import torch
 from torch import nn
 
-from search_client.candidate_init import align_candidates_
-from search_client.mixed_op import ZERO, MixedOp
+from search_client.supernet.candidate_init import align_candidates_
+from search_client.supernet.mixed_op import ZERO, MixedOp
 from shared.arch import Net
 from shared.ops import build_op, zero_last_bn_
 from shared.spaces import Layer, SearchSpace

@@ -17,10 +17,10 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader
 from tqdm import tqdm
 
-from search_client import checkpoint
-from search_client.data import DatasetSplits, load_dataset
-from search_client.ddp import pick_device
-from search_client.loop import cosine_lr
+from search_client.data.datasets import DatasetSplits, load_dataset
+from search_client.engine import checkpoint
+from search_client.engine.ddp import pick_device
+from search_client.engine.loop import cosine_lr
 from shared.arch import Arch, build_net
 
 TRAIN_KIND = "train"
@@ -83,7 +83,7 @@ def train_arch(arch: Arch, cfg: TrainConfig | None = None, *, splits: DatasetSpl
     torch.manual_seed(cfg.seed)
     net = build_net(arch)
     if cfg.init:
-        from search_client.derive import load_standalone
+        from search_client.engine.derive import load_standalone
 
         init_net, init_arch, _ = load_standalone(cfg.init)
         if init_arch.choices != arch.choices:

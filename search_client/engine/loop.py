@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 if TYPE_CHECKING:
-    from search_client.ddp import Dist
+    from search_client.engine.ddp import Dist
 
 
 def trim_log(path: Path, last_epoch: int) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from search_client.latency import required_keys
+from search_client.latency.model import required_keys
 from shared.spaces import SearchSpace
 
 SHOW_MISSING = 5

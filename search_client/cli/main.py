@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
-from search_client.cli_fidelity import add_calibrate, add_validate, run_calibrate, run_validate
-from search_client.search import SearchConfig
+from search_client.cli.fidelity import add_calibrate, add_validate, run_calibrate, run_validate
+from search_client.engine.search import SearchConfig
 
 EXIT_USAGE = 2
 
@@ -26,7 +26,7 @@ class CliError(Exception):
 # ---- table plumbing -----------------------------------------------------------------------------
 
 def _client(args):
-    from search_client.profiler_client import ProfilerClient
+    from search_client.remote.profiler_client import ProfilerClient
 
     return ProfilerClient(args.profiler, api_key=args.api_key)
 
@@ -41,7 +41,7 @@ def _add_table_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 def _table(args, space, *, profile_missing: bool = False, progress: bool = True):
     """-> TableSource, or None when no table was given and none is required."""
-    from search_client.tables import describe_missing, fetch_table, load_table_file, missing_keys
+    from search_client.remote.tables import describe_missing, fetch_table, load_table_file, missing_keys
 
     if args.table_file:
         src = load_table_file(args.table_file)
@@ -115,10 +115,10 @@ def add_search(p: argparse.ArgumentParser) -> None:
 
 
 def run_search(args) -> int:
-    from search_client import ddp
-    from search_client.data import load_dataset
-    from search_client.derive import derive
-    from search_client.search import make_space, search
+    from search_client.data.datasets import load_dataset
+    from search_client.engine import ddp
+    from search_client.engine.derive import derive
+    from search_client.engine.search import make_space, search
 
     names = {f.name for f in fields(SearchConfig)}
     cfg = SearchConfig(**{k: v for k, v in vars(args).items() if k in names})
@@ -170,7 +170,7 @@ def add_derive(p: argparse.ArgumentParser) -> None:
 
 
 def run_derive(args) -> int:
-    from search_client.derive import derive
+    from search_client.engine.derive import derive
 
     out = derive(args.checkpoint, args.out, max_ms=args.max_ms if args.max_ms is not None else "config",
                  onnx=not args.no_onnx)
@@ -183,7 +183,7 @@ def run_derive(args) -> int:
 
 
 def add_train(p: argparse.ArgumentParser) -> None:
-    from search_client.train import TrainConfig
+    from search_client.engine.train import TrainConfig
 
     d = TrainConfig()
     p.add_argument("arch", help="architecture JSON or ProxylessNAS net.config")
@@ -202,7 +202,7 @@ def add_train(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args) -> int:
-    from search_client.train import TrainConfig, train_arch
+    from search_client.engine.train import TrainConfig, train_arch
     from shared.arch import load_arch
 
     arch = load_arch(args.arch)
@@ -220,7 +220,7 @@ def add_predict(p: argparse.ArgumentParser) -> None:
 
 
 def run_predict(args) -> int:
-    from search_client.latency import LatencyModel
+    from search_client.latency.model import LatencyModel
     from shared.arch import load_arch
 
     arch = load_arch(args.arch)
@@ -274,9 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from search_client.constraint import InfeasibleLimitError
-    from search_client.latency import MissingKeysError
-    from search_client.profiler_client import ProfilerError
+    from search_client.latency.constraint import InfeasibleLimitError
+    from search_client.latency.model import MissingKeysError
+    from search_client.remote.profiler_client import ProfilerError
 
     if getattr(args, "threads", None):
         import torch

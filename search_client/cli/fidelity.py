@@ -8,7 +8,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from search_client.fidelity import Measured, format_report, measure_all, predictions, sample_choices, scatter_png, score
+from search_client.latency.fidelity import (
+    Measured,
+    format_report,
+    measure_all,
+    predictions,
+    sample_choices,
+    scatter_png,
+    score,
+)
 from shared.calibration import Calibration
 from shared.spaces import SPACES, get_space
 
@@ -48,7 +56,7 @@ def add_calibrate(p: argparse.ArgumentParser) -> None:
 
 
 def run_calibrate(args) -> int:
-    from search_client.profiler_client import ProfilerClient
+    from search_client.remote.profiler_client import ProfilerClient
 
     with ProfilerClient(args.profiler, api_key=args.api_key) as client:
         cal = _calibrate(client, args, _space(args))
@@ -75,7 +83,7 @@ def _calibration_set(client, cal: dict) -> list[Measured]:
 
 
 def run_validate(args) -> int:
-    from search_client.profiler_client import ProfilerClient
+    from search_client.remote.profiler_client import ProfilerClient
 
     space = _space(args)
     with ProfilerClient(args.profiler, api_key=args.api_key) as client:

@@ -20,13 +20,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from search_client import checkpoint, ddp
-from search_client.constraint import check_feasible, over_limit_penalty, project_under
-from search_client.data import DatasetSplits, load_dataset
-from search_client.latency import LatencyModel
-from search_client.loop import bn_batch_stats, cosine_lr, endless, loader, trim_log
-from search_client.losses import check_target, latency_loss
-from search_client.supernet import SuperNet
+from search_client.data.datasets import DatasetSplits, load_dataset
+from search_client.engine import checkpoint, ddp
+from search_client.engine.loop import bn_batch_stats, cosine_lr, endless, loader, trim_log
+from search_client.latency.constraint import check_feasible, over_limit_penalty, project_under
+from search_client.latency.losses import check_target, latency_loss
+from search_client.latency.model import LatencyModel
+from search_client.supernet.supernet import SuperNet
 from shared.spaces import SearchSpace, get_space
 
 CKPT_KIND = "search"

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from search_client import checkpoint
-from search_client.constraint import project_under
-from search_client.search import CKPT_KIND, SearchConfig, latency_model, make_space
-from search_client.supernet import SuperNet
+from search_client.engine import checkpoint
+from search_client.engine.search import CKPT_KIND, SearchConfig, latency_model, make_space
+from search_client.latency.constraint import project_under
+from search_client.supernet.supernet import SuperNet
 from shared.arch import Arch, build_net, make_arch, to_net_config
 
 STANDALONE_KIND = "standalone"
