@@ -14,9 +14,10 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
+from shared.net_config import read_net_config, write_net_config
 from shared.ops import BN_EPS, BN_MOMENTUM, build_op
 from shared.spaces import SearchSpace, get_space
-from shared.specs import OpSpec, SpecError, parse_key
+from shared.specs import OpSpec, parse_key
 
 
 class Arch(BaseModel):
@@ -81,72 +82,16 @@ def net_from_keys(keys: list[str]) -> nn.Sequential:
     return nn.Sequential(*[build_op(parse_key(k)) for k in keys])
 
 
-# ---- ProxylessNAS net.config ------------------------------------------------------------------
-
-def _bn() -> dict:
-    return {"momentum": BN_MOMENTUM, "eps": BN_EPS}
-
-
-def _conv_layer(spec: OpSpec) -> dict:
-    return {"name": "ConvLayer", "kernel_size": spec.kernel, "stride": spec.stride, "dilation": 1,
-            "groups": 1, "bias": False, "has_shuffle": False, "in_channels": spec.cin,
-            "out_channels": spec.cout, "use_bn": True, "act_func": "relu6", "dropout_rate": 0,
-            "ops_order": "weight_bn_act"}
-
-
-def _mb_block(spec: OpSpec | None, layer_in: int, layer_out: int, stride: int, shortcut: bool) -> dict:
-    if spec is None:
-        conv: dict = {"name": "ZeroLayer", "stride": stride}
-    else:
-        conv = {"name": "MBInvertedConvLayer", "in_channels": spec.cin, "out_channels": spec.cout,
-                "kernel_size": spec.kernel, "stride": spec.stride, "expand_ratio": spec.expand,
-                "mid_channels": spec.mid if spec.expand != 1 else None}
-    sc = {"name": "IdentityLayer", "in_channels": layer_in, "out_channels": layer_out, "use_bn": False,
-          "act_func": None, "dropout_rate": 0, "ops_order": "weight_bn_act"} if shortcut else None
-    return {"name": "MobileInvertedResidualBlock", "mobile_inverted_conv": conv, "shortcut": sc}
-
+# ---- ProxylessNAS net.config (shared/net_config.py) -------------------------------------------
 
 def to_net_config(arch: Arch) -> dict:
-    """The ProxylessNAS / once-for-all ``net.config`` of a proxyless-mobile architecture."""
-    if arch.space != "proxyless-mobile":
-        raise SpecError("space", "net.config exists for proxyless-mobile only")
-    space = arch.space_instance()
-    stem, first = space.prefix
-    mix, logits = space.suffix
-    blocks = [_mb_block(first, first.cin, first.cout, 1, False)]
-    for layer, spec in zip(space.layers, space.layer_specs(arch.choices), strict=True):
-        blocks.append(_mb_block(spec, layer.cin, layer.cout, layer.stride, layer.shortcut))
-    return {"name": "ProxylessNASNets", "bn": _bn(), "first_conv": _conv_layer(stem), "blocks": blocks,
-            "feature_mix_layer": _conv_layer(mix),
-            "classifier": {"name": "LinearLayer", "in_features": logits.cin, "out_features": logits.cout,
-                           "bias": True, "use_bn": False, "act_func": None, "dropout_rate": 0,
-                           "ops_order": "weight_bn_act"},
-            "resolution": arch.resolution}
+    """The ProxylessNAS / once-for-all ``net.config`` of a proxyless-mobile architecture (zero blocks left out)."""
+    return write_net_config(arch.space_instance(), arch.choices, {"momentum": BN_MOMENTUM, "eps": BN_EPS})
 
 
 def from_net_config(cfg: dict, resolution: int | None = None) -> Arch:
-    """Read a proxyless-mobile ``net.config`` back into an architecture (resolution from the file or given)."""
-    try:
-        res = resolution or int(cfg.get("resolution", 224))
-        first_conv, blocks = cfg["first_conv"], cfg["blocks"]
-        num_classes = int(cfg["classifier"]["out_features"])
-        width_mult = first_conv["out_channels"] / 32
-    except (KeyError, TypeError, ValueError) as e:
-        raise SpecError("net.config", f"missing or malformed field: {e}") from None
-    space = get_space("proxyless-mobile", res, width_mult, num_classes)
-    if len(blocks) != len(space.layers) + 1:
-        raise SpecError("net.config", f"{len(blocks)} blocks; expected {len(space.layers) + 1}")
-    choices = []
-    for i, block in enumerate(blocks[1:]):
-        conv = block.get("mobile_inverted_conv") or {"name": "ZeroLayer"}
-        if conv.get("name") == "ZeroLayer":
-            choices.append("zero")
-        else:
-            k, e = conv.get("kernel_size"), conv.get("expand_ratio")
-            name = f"{k}x{k}_MBConv{e}"
-            if name not in space.layers[i].candidates:
-                raise SpecError(f"blocks[{i + 1}]", f"{name} is not a candidate of layer {i}")
-            choices.append(name)
+    """Read a proxyless-mobile ``net.config`` back (any zero form; width from every block's channels)."""
+    space, choices = read_net_config(cfg, resolution)
     return make_arch(space, choices)
 
 

@@ -109,25 +109,33 @@ def _check_params(resolution: int, width_mult: float, num_classes: int, limits: 
         raise SpecError("num_classes", f"{num_classes} outside 1..100000")
 
 
+# proxyless-mobile: stem 32, first MBConv1 16, six stages, feature mix 1280 (scaled only above width 1).
+MOBILE_STEM, MOBILE_FIRST, MOBILE_MIX = 32, 16, 1280
+MOBILE_STAGES = ((24, 4, 2), (40, 4, 2), (80, 4, 2), (96, 4, 1), (192, 4, 2), (320, 1, 1))  # width, repeats, stride
+
+
+def mobile_channels(width_mult: float) -> tuple[int, ...]:
+    """(stem, first block, the six stages, feature mix) channels at a width, with the published rounding."""
+    mix = make_divisible(MOBILE_MIX * width_mult) if width_mult > 1.0 else MOBILE_MIX
+    return (make_divisible(MOBILE_STEM * width_mult), make_divisible(MOBILE_FIRST * width_mult),
+            *(make_divisible(w * width_mult) for w, _, _ in MOBILE_STAGES), mix)
+
+
 def proxyless_mobile(resolution: int = 224, width_mult: float = 1.0, num_classes: int = 1000,
                      limits: Limits = DEFAULT_LIMITS) -> SearchSpace:
     _check_params(resolution, width_mult, num_classes, limits)
-    c0 = make_divisible(32 * width_mult)
-    c1 = make_divisible(16 * width_mult)
+    c0, c1, *stages, last = mobile_channels(width_mult)
     h = S.out_size(resolution, 2)
     stem = OpSpec(S.STEM, resolution, resolution, 3, c0, kernel=3, stride=2)
     first = OpSpec(S.MBCONV, h, h, c0, c1, kernel=3, stride=1, expand=1)
     layers, cin = [], c1
-    for width, repeats, stride in zip((24, 40, 80, 96, 192, 320), (4, 4, 4, 4, 4, 1), (2, 2, 2, 1, 2, 1),
-                                      strict=True):
-        cout = make_divisible(width * width_mult)
+    for cout, (_, repeats, stride) in zip(stages, MOBILE_STAGES, strict=True):
         for i in range(repeats):
             s = stride if i == 0 else 1
             shortcut = s == 1 and cin == cout
             cands = MOBILE_CANDIDATES + ((ZERO,) if shortcut else ())
             layers.append(Layer(h, h, cin, cout, s, shortcut, cands))
             h, cin = S.out_size(h, s), cout
-    last = make_divisible(1280 * width_mult) if width_mult > 1.0 else 1280
     mix = OpSpec(S.FEATURE_MIX, h, h, cin, last, kernel=1)
     logits = OpSpec(S.LOGITS, h, h, last, num_classes)
     return SearchSpace("proxyless-mobile", resolution, width_mult, num_classes, (stem, first),

@@ -1,0 +1,229 @@
+"""net.config as the published tools read it, and our import of every form they write.
+
+The readers here are our own code written from the tools' documented behaviour (not their code):
+- once-for-all's ``predict_network_latency_given_config`` walks ``blocks``, skips a block whose conv is
+  null, and builds each key from ``in_channels``, ``out_channels``, ``expand_ratio``, ``kernel_size``,
+  ``stride`` and whether ``shortcut`` is null, tracking the feature size as ``(f - 1) // stride + 1``;
+- ProxylessNAS's ``build_from_config`` makes each block from ``MBInvertedConvLayer(**conv)`` (the released
+  package takes in/out channels, kernel_size, stride, expand_ratio only) and calls
+  ``conv.is_zero_layer()`` in forward, so every listed block needs a conv mapping.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from shared.arch import build_net, from_net_config, load_arch, make_arch, to_net_config
+from shared.net_config import canonical_width
+from shared.spaces import get_space, make_divisible, mobile_channels
+from shared.specs import SpecError
+
+SIX_WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+RELEASED_MBCONV_ARGS = {"name", "in_channels", "out_channels", "kernel_size", "stride", "expand_ratio"}
+
+
+def random_arch(res: int, width: float, rng: random.Random, zeros: bool):
+    space = get_space("proxyless-mobile", res, width)
+    while True:
+        choices = [rng.choice([c for c in layer.candidates if zeros or c != "zero"]) for layer in space.layers]
+        if not zeros or "zero" in choices:
+            return make_arch(space, choices)
+
+
+def ofa_keys(cfg: dict, image_size: int) -> list[str]:
+    """The keys once-for-all looks up for a net.config, in its order."""
+    f = (image_size + 1) // 2
+    keys = [f"Conv-input:{image_size}x{image_size}x3-output:{f}x{f}x{cfg['first_conv']['out_channels']}"]
+    for block in cfg["blocks"]:
+        conv = block["mobile_inverted_conv"] if "mobile_inverted_conv" in block else block["conv"]
+        if conv is None:
+            continue
+        out = int((f - 1) / conv["stride"] + 1)
+        keys.append(f"expanded_conv-input:{f}x{f}x{conv['in_channels']}-output:{out}x{out}x{conv['out_channels']}"
+                    f"-expand:{conv['expand_ratio']}-kernel:{conv['kernel_size']}-stride:{conv['stride']}"
+                    f"-idskip:{int(block['shortcut'] is not None)}")
+        f = out
+    mix = cfg["feature_mix_layer"]
+    keys.append(f"Conv_1-input:{f}x{f}x{mix['in_channels']}-output:{f}x{f}x{mix['out_channels']}")
+    keys.append(f"Logits-input:{f}x{f}x{cfg['classifier']['in_features']}-output:"
+                f"{cfg['classifier']['out_features']}")
+    return keys
+
+
+def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout),
+            *([nn.ReLU6()] if act else [])]
+
+
+class _Block(nn.Module):
+    def __init__(self, conv: dict, shortcut: dict | None):
+        super().__init__()
+        cin, cout, k, s, e = (conv[n] for n in ("in_channels", "out_channels", "kernel_size", "stride",
+                                               "expand_ratio"))
+        mid = round(cin * e)
+        self.body = nn.Sequential(*(_conv_bn(cin, mid, 1) if e > 1 else []), *_conv_bn(mid, mid, k, s, mid),
+                                  *_conv_bn(mid, cout, 1, act=False))
+        self.skip = shortcut is not None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + x if self.skip else self.body(x)
+
+
+def rebuild_like_proxylessnas(cfg: dict) -> nn.Module:
+    """Block by block from the config, as build_from_config does; fails where it would fail."""
+    first, mix, cls = cfg["first_conv"], cfg["feature_mix_layer"], cfg["classifier"]
+    blocks = []
+    for i, block in enumerate(cfg["blocks"]):
+        conv = block["mobile_inverted_conv"]
+        assert isinstance(conv, dict), f"blocks[{i}]: forward would call is_zero_layer() on {conv!r}"
+        assert conv["name"] == "MBInvertedConvLayer", f"blocks[{i}]: {conv['name']}"
+        assert set(conv) <= RELEASED_MBCONV_ARGS, f"blocks[{i}]: MBInvertedConvLayer(**{sorted(conv)}) fails"
+        assert block["shortcut"] is None or block["shortcut"]["name"] == "IdentityLayer"
+        blocks.append(_Block(conv, block["shortcut"]))
+    net = nn.Sequential(*_conv_bn(3, first["out_channels"], first["kernel_size"], first["stride"]), *blocks,
+                        *_conv_bn(mix["in_channels"], mix["out_channels"], 1), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(cls["in_features"], cls["out_features"]))
+    for m in net.modules():  # proxyless_base applies the file's "bn" after building
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum, m.eps = cfg["bn"]["momentum"], cfg["bn"]["eps"]
+    return net
+
+
+def copy_weights_in_order(src: nn.Module, dst: nn.Module) -> None:
+    a = [v for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")]
+    names = [k for k in dst.state_dict() if not k.endswith("num_batches_tracked")]
+    assert [tuple(v.shape) for v in a] == [tuple(dst.state_dict()[k].shape) for k in names]
+    dst.load_state_dict(dict(zip(names, a, strict=True)), strict=False)
+
+
+@pytest.mark.parametrize("width", SIX_WIDTHS)
+def test_round_trip_is_exact(width: float):
+    rng = random.Random(int(width * 100))
+    for res in (224, 192, 160, 128, 96):
+        for i in range(6):
+            arch = random_arch(res, width, rng, zeros=i % 2 == 1)
+            back = from_net_config(json.loads(json.dumps(to_net_config(arch))))
+            assert back == arch, (res, back.width_mult, back.choices, arch.choices)
+
+
+@pytest.mark.parametrize("width", SIX_WIDTHS)
+def test_width_comes_from_every_block_not_the_stem(width: float):
+    space = get_space("proxyless-mobile", 224, width)
+    cfg = to_net_config(make_arch(space, ["3x3_MBConv6"] * 21))
+    del cfg["resolution"], cfg["zero_layers"]  # a published file has neither
+    arch = from_net_config(cfg)
+    assert arch.width_mult == width and arch.keys == make_arch(space, ["3x3_MBConv6"] * 21).keys
+    # The stem alone says another width for 1.4 (48 / 32 = 1.5), 1.3 (40 / 32 = 1.25) and 0.35 (16 / 32).
+    assert mobile_channels(cfg["first_conv"]["out_channels"] / 32) != mobile_channels(width) or width in (0.5,
+                                                                                                     0.75, 1.0)
+
+
+def test_canonical_width_builds_the_same_channels():
+    for k in range(10, 401):
+        w = k / 100
+        assert mobile_channels(canonical_width(mobile_channels(w))) == mobile_channels(w), w
+    assert mobile_channels(1.4)[0] == make_divisible(32 * 1.4) == 48
+
+
+@pytest.mark.parametrize(("res", "width"), [(224, 1.0), (160, 0.75), (192, 1.4), (128, 0.35)])
+def test_once_for_all_reads_our_keys_with_and_without_zero_layers(res: int, width: float):
+    rng = random.Random(res)
+    for i in range(10):
+        arch = random_arch(res, width, rng, zeros=i % 2 == 1)
+        cfg = to_net_config(arch)
+        assert ofa_keys(cfg, res) == arch.keys  # zero layers are not in the file, so not looked up
+
+
+@pytest.mark.parametrize(("res", "width"), [(224, 1.4), (96, 0.35), (128, 1.0)])
+def test_proxylessnas_rebuilds_the_same_network(res: int, width: float):
+    rng = random.Random(7)
+    torch.manual_seed(0)
+    for zeros in (False, True):
+        arch = random_arch(res, width, rng, zeros)
+        ours = build_net(arch).eval()
+        for m in ours.modules():  # non-trivial BN statistics, so a misplaced tensor shows
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+        theirs = rebuild_like_proxylessnas(copy.deepcopy(to_net_config(arch))).eval()
+        copy_weights_in_order(ours, theirs)
+        x = torch.randn(2, 3, res, res)
+        with torch.no_grad():
+            torch.testing.assert_close(theirs(x), ours(x), rtol=1e-4, atol=1e-4)
+
+
+def _forms(arch) -> dict[str, dict]:
+    """The three ways a zero layer appears in the wild; none carries our zero_layers hint."""
+    cfg = to_net_config(arch)
+    kept = iter(cfg.pop("blocks")[1:])
+    first = to_net_config(arch)["blocks"][0]
+    cfg.pop("zero_layers")
+    in_place = [first]
+    for name in arch.choices:
+        in_place.append({"name": "MobileInvertedResidualBlock", "shortcut": {"name": "IdentityLayer"},
+                         "mobile_inverted_conv": {"name": "ZeroLayer", "stride": 1}} if name == "zero"
+                        else next(kept))
+    null = copy.deepcopy(in_place)
+    for block in null:
+        if block["mobile_inverted_conv"]["name"] == "ZeroLayer":
+            block["mobile_inverted_conv"] = None
+    return {"ZeroLayer": {**cfg, "blocks": in_place}, "null conv": {**cfg, "blocks": null},
+            "left out": {**cfg, "blocks": [b for b in in_place if b["mobile_inverted_conv"]["name"] != "ZeroLayer"]}}
+
+
+def test_import_accepts_all_three_zero_forms():
+    space = get_space("proxyless-mobile", 160, 0.75)
+    choices = ["5x5_MBConv3", "zero", "7x7_MBConv6", "zero"] * 5 + ["3x3_MBConv6"]
+    choices = [c if c in layer.candidates else "3x3_MBConv3" for c, layer in zip(choices, space.layers, strict=True)]
+    arch = make_arch(space, choices)
+    forms = _forms(arch)
+    assert from_net_config(forms["ZeroLayer"]) == arch
+    assert from_net_config(forms["null conv"]) == arch
+    left_out = from_net_config(forms["left out"])  # without our hint: the same network, zeros last per stage
+    assert left_out.keys == arch.keys and left_out.width_mult == 0.75
+    assert ofa_keys(forms["null conv"], 160) == arch.keys  # once-for-all skips a null conv
+    with pytest.raises(KeyError):  # ...and not a ZeroLayer (why our export leaves the block out)
+        ofa_keys(forms["ZeroLayer"], 160)
+
+
+def test_load_arch_reads_a_net_config_file(tmp_path):
+    arch = random_arch(224, 1.3, random.Random(1), zeros=True)
+    (tmp_path / "net.config").write_text(json.dumps(to_net_config(arch)))
+    assert load_arch(tmp_path / "net.config") == arch
+
+
+def _bad(mutate) -> SpecError:
+    space = get_space("proxyless-mobile", 224, 1.4)
+    cfg = to_net_config(make_arch(space, ["5x5_MBConv6"] * 21))
+    mutate(cfg)
+    with pytest.raises(SpecError) as info:
+        from_net_config(cfg)
+    return info.value
+
+
+@pytest.mark.parametrize(("mutate", "field", "words"), [
+    (lambda c: c["blocks"][6]["mobile_inverted_conv"].update(out_channels=64), "blocks[6]", ["56->64", "fits neither"]),
+    (lambda c: c["blocks"][10]["mobile_inverted_conv"].update(stride=2), "blocks[10]", ["stride 2"]),
+    (lambda c: c["blocks"][2]["mobile_inverted_conv"].update(kernel_size=4), "blocks[2]", ["4x4_MBConv6",
+                                                                                          "not a candidate"]),
+    (lambda c: c["blocks"][1].update(mobile_inverted_conv={"name": "ZeroLayer", "stride": 2}), "blocks[1]",
+     ["no shortcut"]),
+    (lambda c: c["blocks"].append(copy.deepcopy(c["blocks"][-1])), "blocks[22]", ["one block more"]),
+    (lambda c: c["blocks"].pop(1), "blocks[1]", ["does not fit"]),
+    (lambda c: c["feature_mix_layer"].update(out_channels=1280), "feature_mix_layer", ["1.4", "1792"]),
+    (lambda c: c["first_conv"].update(out_channels=41), "first_conv", ["41", "no width"]),
+    (lambda c: c["blocks"][0]["mobile_inverted_conv"].update(out_channels=16), "blocks[0]", ["out_channels 16"]),
+    (lambda c: c.pop("classifier"), "net.config", ["classifier"]),
+    (lambda c: c["blocks"][3]["mobile_inverted_conv"].update(in_channels="x"), "blocks[3]", ["in_channels"]),
+])
+def test_a_block_that_does_not_fit_is_named(mutate, field: str, words: list[str]):
+    e = _bad(mutate)
+    assert e.field == field, str(e)
+    for w in words:
+        assert w in str(e)
