@@ -98,8 +98,19 @@ class ArchIn(BaseModel):
 
 
 class NetworkCreate(BaseModel):
+    """The architecture as our ARCH_JSON, or as a ProxylessNAS / once-for-all ``net.config``."""
+
     table_id: str
-    arch: ArchIn
+    arch: ArchIn | None = None
+    net_config: dict | None = Field(default=None, description="a proxyless-mobile net.config instead of arch")
+    resolution: int | None = Field(default=None, ge=8, le=1024,
+                                   description="input size for a net.config that does not carry one (224)")
+
+    @model_validator(mode="after")
+    def _arch_xor_net_config(self) -> NetworkCreate:
+        if (self.arch is None) == (self.net_config is None):
+            raise ValueError("give exactly one of 'arch' or 'net_config'")
+        return self
 
 
 class NetworkOut(BaseModel):

@@ -12,7 +12,7 @@ from profiler_service.services import calibration as C
 from profiler_service.services import tables as T
 from profiler_service.services.errors import Invalid, NotFound
 from profiler_service.services.jobs import check_runnable
-from shared.arch import Arch, resolve
+from shared.arch import Arch, from_net_config, resolve
 from shared.schemas import NetworkCreate, NetworkOut, OpStats
 from shared.specs import Limits, SpecError, parse_key, validate
 
@@ -47,7 +47,10 @@ def create_network_job(session: Session, req: NetworkCreate, *, device: Device, 
         raise Invalid("table_id", f"table {table.id} is for backend {table.backend!r}, which this device "
                                   f"cannot run; available: {list(backends)}")
     check_runnable(table.backend, table.threads, backends)
-    arch = resolve(Arch(**req.arch.model_dump()))
+    if req.net_config is not None:
+        arch = from_net_config(req.net_config, req.resolution)
+    else:
+        arch = resolve(Arch(**req.arch.model_dump()))
     for i, key in enumerate(arch.keys):
         try:
             validate(parse_key(key, limits), limits, table.batch)

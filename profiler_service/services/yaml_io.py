@@ -1,9 +1,16 @@
 """Table files: the published ProxylessNAS / once-for-all yaml, and our JSON (the GET /v1/tables/{id} body).
 
-Published format, one line per op: ``KEY: {count: N, mean: MS, var: MS^2}``. It has no median or
-percentiles, so on import ``median_ms = p10_ms = p90_ms = mean`` and ``std_ms = sqrt(var)``. Our export
-writes that format plus ``median``, ``p10`` and ``p90`` fields (readers of the published format look up
-``mean`` only), so our own yaml round-trips without loss and a published file imports unchanged.
+Published format, one line per op: ``KEY: {count: N, mean: MS, var: MS^2}``. The tools that read it
+(once-for-all's ``ProxylessNASLatencyTable``, ProxylessNAS) predict a network by summing ``mean``, so our
+export writes as ``mean`` the statistic we predict with, the served (drift-corrected) median, and as ``var``
+its matching spread, the robust variance ``((p90 - p10) / (2 * z_0.9))^2`` (exact for a normal
+distribution, blind to the few huge samples a shared machine throws in). The raw sample moments go in
+``raw_mean`` / ``raw_var`` beside ``median``, ``p10``, ``p90`` (and ``ref`` when drift-corrected): readers of
+the published format ignore them, and our own yaml round-trips without loss.
+
+A published file has no median or percentiles, so on import ``median_ms = p10_ms = p90_ms = mean`` and
+``std_ms = sqrt(var)``; such an entry (no spread between its percentiles) exports its own ``var`` back, so a
+published file goes through import and export unchanged.
 """
 
 from __future__ import annotations
@@ -23,16 +30,38 @@ from shared.schemas import ImportResponse, OpStats
 
 YAML_MEDIA_TYPE = "application/x-yaml"
 _PUBLISHED_REQUIRED = ("count", "mean", "var")
+Z90 = 1.2815515655446004  # standard normal 90th percentile: p90 - p10 = 2 * Z90 * sigma
+
+
+def served_ms(st: OpStats) -> float:
+    """The figure a table serves and every prediction sums (search_client's LatencyModel, /v1/networks)."""
+    return st.median_ms
+
+
+def robust_var(st: OpStats) -> float:
+    """Spread matching the median: the variance a normal distribution with this p10..p90 would have.
+
+    An entry with no spread between its percentiles and ``mean == median`` came from a published table
+    (which carries no percentiles); its own ``var`` is the only spread known, so that is returned.
+    """
+    if st.p10_ms == st.p90_ms == st.median_ms == st.mean_ms:
+        return st.std_ms ** 2
+    return ((st.p90_ms - st.p10_ms) / (2 * Z90)) ** 2
 
 
 def to_yaml(session: Session, table: Table) -> str:
     meta = T.summary(session, table)
     doc: dict[str, dict[str, Any]] = {}
     for key, st in T.entries(session, table.id).items():
-        doc[key] = {"count": st.count, "mean": st.mean_ms, "var": st.std_ms ** 2,
-                    "median": st.median_ms, "p10": st.p10_ms, "p90": st.p90_ms}
+        doc[key] = {"count": st.count, "mean": served_ms(st), "var": robust_var(st),
+                    "median": st.median_ms, "p10": st.p10_ms, "p90": st.p90_ms,
+                    "raw_mean": st.mean_ms, "raw_var": st.std_ms ** 2}
+        if st.ref_ms is not None:
+            doc[key]["ref"] = st.ref_ms
     header = (f"# latency table {meta.id}: device={meta.device} backend={meta.backend} threads={meta.threads}"
-              f" batch={meta.batch} dtype={meta.dtype} etag={meta.etag}\n# times in ms, var in ms^2\n")
+              f" batch={meta.batch} dtype={meta.dtype} etag={meta.etag}\n# times in ms, var in ms^2;"
+              " mean = served median (drift-corrected), var = robust ((p90 - p10) / 2.563)^2;"
+              " raw_mean / raw_var = sample moments\n")
     if not doc:
         return header + "{}\n"
     return header + yaml.safe_dump(doc, default_flow_style=None, sort_keys=False, width=10**6)
@@ -60,10 +89,14 @@ def _published_entry(key: str, entry: Any) -> OpStats:
     count = _number(entry, "count", key)
     if count != int(count):
         raise Invalid(key, f"field 'count' must be an integer, got {entry['count']!r}")
-    opt = {f: _number(entry, f, key) for f in ("median", "p10", "p90") if f in entry}
-    std = math.sqrt(_number(entry, "var", key))
-    return OpStats(median_ms=opt.get("median", mean), mean_ms=mean, std_ms=std,
-                   p10_ms=opt.get("p10", mean), p90_ms=opt.get("p90", mean), count=int(count))
+    opt = {f: _number(entry, f, key) for f in ("median", "p10", "p90", "raw_mean", "raw_var", "ref")
+           if f in entry}
+    # Our own export: "mean" is the median and "var" its robust spread; the sample moments sit beside them.
+    raw_mean = opt.get("raw_mean", mean)
+    std = math.sqrt(opt["raw_var"] if "raw_var" in opt else _number(entry, "var", key))
+    return OpStats(median_ms=opt.get("median", mean), mean_ms=raw_mean, std_ms=std,
+                   p10_ms=opt.get("p10", mean), p90_ms=opt.get("p90", mean), count=int(count),
+                   ref_ms=opt.get("ref"))
 
 
 def _json_entry(key: str, entry: Any) -> OpStats:

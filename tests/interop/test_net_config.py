@@ -1,13 +1,4 @@
-"""net.config as the published tools read it, and our import of every form they write.
-
-The readers here are our own code written from the tools' documented behaviour (not their code):
-- once-for-all's ``predict_network_latency_given_config`` walks ``blocks``, skips a block whose conv is
-  null, and builds each key from ``in_channels``, ``out_channels``, ``expand_ratio``, ``kernel_size``,
-  ``stride`` and whether ``shortcut`` is null, tracking the feature size as ``(f - 1) // stride + 1``;
-- ProxylessNAS's ``build_from_config`` makes each block from ``MBInvertedConvLayer(**conv)`` (the released
-  package takes in/out channels, kernel_size, stride, expand_ratio only) and calls
-  ``conv.is_zero_layer()`` in forward, so every listed block needs a conv mapping.
-"""
+"""net.config as the published tools read it (published_readers.py), and our import of every form they write."""
 
 from __future__ import annotations
 
@@ -17,6 +8,7 @@ import random
 
 import pytest
 import torch
+from published_readers import copy_weights_in_order, ofa_keys, rebuild_like_proxylessnas
 from torch import nn
 
 from shared.arch import build_net, from_net_config, load_arch, make_arch, to_net_config
@@ -25,7 +17,6 @@ from shared.spaces import get_space, make_divisible, mobile_channels
 from shared.specs import SpecError
 
 SIX_WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
-RELEASED_MBCONV_ARGS = {"name", "in_channels", "out_channels", "kernel_size", "stride", "expand_ratio"}
 
 
 def random_arch(res: int, width: float, rng: random.Random, zeros: bool):
@@ -34,72 +25,6 @@ def random_arch(res: int, width: float, rng: random.Random, zeros: bool):
         choices = [rng.choice([c for c in layer.candidates if zeros or c != "zero"]) for layer in space.layers]
         if not zeros or "zero" in choices:
             return make_arch(space, choices)
-
-
-def ofa_keys(cfg: dict, image_size: int) -> list[str]:
-    """The keys once-for-all looks up for a net.config, in its order."""
-    f = (image_size + 1) // 2
-    keys = [f"Conv-input:{image_size}x{image_size}x3-output:{f}x{f}x{cfg['first_conv']['out_channels']}"]
-    for block in cfg["blocks"]:
-        conv = block["mobile_inverted_conv"] if "mobile_inverted_conv" in block else block["conv"]
-        if conv is None:
-            continue
-        out = int((f - 1) / conv["stride"] + 1)
-        keys.append(f"expanded_conv-input:{f}x{f}x{conv['in_channels']}-output:{out}x{out}x{conv['out_channels']}"
-                    f"-expand:{conv['expand_ratio']}-kernel:{conv['kernel_size']}-stride:{conv['stride']}"
-                    f"-idskip:{int(block['shortcut'] is not None)}")
-        f = out
-    mix = cfg["feature_mix_layer"]
-    keys.append(f"Conv_1-input:{f}x{f}x{mix['in_channels']}-output:{f}x{f}x{mix['out_channels']}")
-    keys.append(f"Logits-input:{f}x{f}x{cfg['classifier']['in_features']}-output:"
-                f"{cfg['classifier']['out_features']}")
-    return keys
-
-
-def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout),
-            *([nn.ReLU6()] if act else [])]
-
-
-class _Block(nn.Module):
-    def __init__(self, conv: dict, shortcut: dict | None):
-        super().__init__()
-        cin, cout, k, s, e = (conv[n] for n in ("in_channels", "out_channels", "kernel_size", "stride",
-                                               "expand_ratio"))
-        mid = round(cin * e)
-        self.body = nn.Sequential(*(_conv_bn(cin, mid, 1) if e > 1 else []), *_conv_bn(mid, mid, k, s, mid),
-                                  *_conv_bn(mid, cout, 1, act=False))
-        self.skip = shortcut is not None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x) + x if self.skip else self.body(x)
-
-
-def rebuild_like_proxylessnas(cfg: dict) -> nn.Module:
-    """Block by block from the config, as build_from_config does; fails where it would fail."""
-    first, mix, cls = cfg["first_conv"], cfg["feature_mix_layer"], cfg["classifier"]
-    blocks = []
-    for i, block in enumerate(cfg["blocks"]):
-        conv = block["mobile_inverted_conv"]
-        assert isinstance(conv, dict), f"blocks[{i}]: forward would call is_zero_layer() on {conv!r}"
-        assert conv["name"] == "MBInvertedConvLayer", f"blocks[{i}]: {conv['name']}"
-        assert set(conv) <= RELEASED_MBCONV_ARGS, f"blocks[{i}]: MBInvertedConvLayer(**{sorted(conv)}) fails"
-        assert block["shortcut"] is None or block["shortcut"]["name"] == "IdentityLayer"
-        blocks.append(_Block(conv, block["shortcut"]))
-    net = nn.Sequential(*_conv_bn(3, first["out_channels"], first["kernel_size"], first["stride"]), *blocks,
-                        *_conv_bn(mix["in_channels"], mix["out_channels"], 1), nn.AdaptiveAvgPool2d(1),
-                        nn.Flatten(), nn.Linear(cls["in_features"], cls["out_features"]))
-    for m in net.modules():  # proxyless_base applies the file's "bn" after building
-        if isinstance(m, nn.BatchNorm2d):
-            m.momentum, m.eps = cfg["bn"]["momentum"], cfg["bn"]["eps"]
-    return net
-
-
-def copy_weights_in_order(src: nn.Module, dst: nn.Module) -> None:
-    a = [v for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")]
-    names = [k for k in dst.state_dict() if not k.endswith("num_batches_tracked")]
-    assert [tuple(v.shape) for v in a] == [tuple(dst.state_dict()[k].shape) for k in names]
-    dst.load_state_dict(dict(zip(names, a, strict=True)), strict=False)
 
 
 @pytest.mark.parametrize("width", SIX_WIDTHS)
