@@ -275,8 +275,10 @@ def read_net_config(cfg: Any, resolution: int | None = None) -> tuple[SearchSpac
             fits.append((sig, choices or _align(space, body, None)))
         except _Misfit as m:
             misfits.append((m.index, sig, m))
-    def likely(sig: tuple[int, ...]) -> tuple[bool, bool]:  # to name the width an error is measured against
-        return sig[-1] == mix_out, canonical_width(sig) in PUBLISHED_WIDTHS
+    seen = {stem_out, mix_out, *(b.cout for b in blocks if not b.zero)}
+
+    def likely(sig: tuple[int, ...]) -> tuple[int, bool]:  # the width an error is measured against
+        return sum(c in seen for c in sig), canonical_width(sig) in PUBLISHED_WIDTHS
 
     if not fits:
         _, sig, m = max(misfits, key=lambda t: (t[0], *likely(t[1])))

@@ -152,3 +152,22 @@ def test_a_block_that_does_not_fit_is_named(mutate, field: str, words: list[str]
     assert e.field == field, str(e)
     for w in words:
         assert w in str(e)
+
+
+def test_cli_names_the_block(tmp_path, capsys):
+    from search_client.cli.main import main
+    from search_client.latency.model import required_keys
+
+    space = get_space("proxyless-mobile", 224, 1.0)
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({k: 1.0 for k in required_keys(space)}))
+    cfg = to_net_config(make_arch(space, ["5x5_MBConv3"] * 21))
+    cfg.pop("resolution")
+    (tmp_path / "good.config").write_text(json.dumps(cfg))
+    assert main(["predict", str(tmp_path / "good.config"), "--table-file", str(table)]) == 0
+    assert "predicted 25.000 ms" in capsys.readouterr().out  # 25 ops of 1 ms
+    cfg["blocks"][7]["mobile_inverted_conv"]["out_channels"] = 48
+    (tmp_path / "bad.config").write_text(json.dumps(cfg))
+    assert main(["predict", str(tmp_path / "bad.config"), "--table-file", str(table)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: blocks[7]: 40->48 channels") and "width 1 fits the blocks before it" in err
