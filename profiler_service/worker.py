@@ -110,6 +110,10 @@ class Worker:
                 kind = get_job(s, job_id).kind
             if kind == "network":
                 self._run_network(job_id)
+            elif kind == "calibration":
+                from profiler_service.worker_calibration import run_calibration
+
+                run_calibration(self, job_id)
             else:
                 self._run_profile(job_id, progress)
         except MeasureError as e:

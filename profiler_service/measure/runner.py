@@ -20,7 +20,7 @@ from profiler_service.measure.backends import available_backends
 from profiler_service.measure.protocol import Protocol
 from shared.schemas import OpStats
 
-__all__ = ["MeasureError", "available_backends", "measure_network", "measure_ops"]
+__all__ = ["MeasureError", "available_backends", "measure_network", "measure_networks", "measure_ops"]
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -89,3 +89,12 @@ def measure_network(keys: list[str], *, backend: str, threads: int, batch: int, 
     if not done:
         raise MeasureError("cancelled")
     return out[0]
+
+
+def measure_networks(nets: dict[str, list[str]], *, backend: str, threads: int, batch: int, protocol: Protocol,
+                     cache_dir: str | Path, on_result: Callable[[str, OpStats], None],
+                     should_cancel: Callable[[], bool] = lambda: False) -> bool:
+    """Measure several whole networks (label -> ordered op keys) in one child; ``on_result`` per network."""
+    return _run([["net", label, list(keys)] for label, keys in nets.items()], backend=backend, threads=threads,
+                batch=batch, protocol=protocol, cache_dir=cache_dir, on_result=on_result,
+                should_cancel=should_cancel)

@@ -45,10 +45,14 @@ def _measure(client, args, space, archs, what: str) -> list[Measured]:
 
 
 def _calibrate(client, args, space) -> dict:
+    """One request: the device draws, measures and fits; a bar follows its progress in networks."""
     if args.samples < 3:
         raise ValueError(f"--samples {args.samples}: calibration needs at least 3 networks")
-    calib = _measure(client, args, space, sample_choices(space, args.samples, args.seed), "calibration")
-    return client.calibrate(args.table, [m.network_id for m in calib])
+    with tqdm(total=args.samples, desc="measuring calibration networks", unit="net") as bar:
+        return client.calibrate_table(args.table, space=space.name, resolution=space.resolution,
+                                      width_mult=space.width_mult, num_classes=space.num_classes,
+                                      samples=args.samples, seed=args.seed,
+                                      progress=lambda job: bar.update(job["done"] - bar.n))
 
 
 def add_calibrate(p: argparse.ArgumentParser) -> None:
