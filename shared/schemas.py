@@ -21,6 +21,9 @@ class OpStats(BaseModel):
     # median of the device's reference workload, timed interleaved with this measurement (drift control);
     # where set, the statistics above are scaled to the device's nominal speed (profiler_service drift.py)
     ref_ms: float | None = None
+    # the nominal reference latency the statistics are scaled to (the device's quiet speed, versioned per
+    # device/backend/threads): figures with the same nominal_ms share one clock
+    nominal_ms: float | None = None
 
 
 class JobCreate(BaseModel):

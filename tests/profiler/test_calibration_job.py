@@ -40,6 +40,10 @@ def test_calibration_job_measures_seeded_networks_and_fits(api: httpx.Client):
     assert [n["arch"]["choices"] for n in drawn] == sample_choices(space, 3, 5)
     for n in drawn:
         assert n["status"] == "done" and n["measured"]["median_ms"] > 0 and n["calibrated_ms"] > 0
+    # one clock: the networks and the table's entries are scaled to the same quiet nominal
+    entries = api.get(f"/v1/tables/{table_id}").json()["entries"]
+    nominals = {n["measured"]["nominal_ms"] for n in drawn} | {e["nominal_ms"] for e in entries.values()}
+    assert len(nominals) == 1 and nominals.pop() > 0
     assert api.get(f"/v1/tables/{table_id}").json()["calibration"]["version"] == 1
 
     again = api.post(f"/v1/tables/{table_id}/calibration", json={"samples": 3, "seed": 6, **SPACE}).json()
