@@ -64,9 +64,10 @@ def run_calibrate(args) -> int:
 
     with ProfilerClient(args.profiler, api_key=args.api_key) as client:
         cal = _calibrate(client, args, _space(args))
-    print(f"calibration v{cal['version']} of table {args.table}: intercept {cal['intercept_ms']:.3f} ms, "
-          f"global scale {cal['scale']:.3f}, {len(cal['group_scales'])} group scales, ridge {cal['ridge']:g}, "
-          f"leave-one-out RMSPE {100 * cal['loo_rmspe']:.2f}% on {cal['n_networks']} networks")
+    print(f"calibration v{cal['version']} of table {args.table} ({args.space} @ {args.resolution}): model "
+          f"{cal.get('model', 'group')}, intercept {cal['intercept_ms']:.3f} ms, global scale {cal['scale']:.3f}, "
+          f"{cal.get('per_op_ms', 0.0) * 1e3:.1f} us per op, {len(cal['group_scales'])} group scales, ridge "
+          f"{cal['ridge']:g}, leave-one-out RMSPE {100 * cal['loo_rmspe']:.2f}% on {cal['n_networks']} networks")
     return 0
 
 
