@@ -17,6 +17,7 @@ from search_client.latency.fidelity import (
     scatter_png,
     score,
 )
+from search_client.latency.model import calibration_fits
 from shared.calibration import Calibration
 from shared.spaces import SPACES, get_space
 
@@ -93,8 +94,9 @@ def run_validate(args) -> int:
     space = _space(args)
     with ProfilerClient(args.profiler, api_key=args.api_key) as client:
         cal = client.get_calibration(args.table)
-        if not cal:
-            print(f"table {args.table} has no calibration: fitting one from {args.calib_samples} networks")
+        if not cal or not calibration_fits(cal, space):
+            print(f"table {args.table} has no calibration for {args.space} @ {args.resolution}: fitting one "
+                  f"from {args.calib_samples} networks")
             cal = _calibrate(client, argparse.Namespace(**{**vars(args), "samples": args.calib_samples,
                                                            "seed": args.calib_seed}), space)
         calib = _calibration_set(client, cal)
