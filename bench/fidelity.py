@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from bench_server import profiler
 from tqdm import tqdm
 
@@ -58,11 +59,7 @@ def measure_config(client, cfg: dict, args) -> dict:
                                      width_mult=space.width_mult, num_classes=space.num_classes,
                                      samples=args.calib, seed=seed, timeout=7200,
                                      progress=lambda j: bar.update(j["done"] - bar.n))
-    calib = []
-    for net_id in cal["networks"]:
-        net = client.get_network(net_id)
-        calib.append({"choices": net.arch["choices"], "keys": net.arch["keys"],
-                      "measured_ms": net.measured.median_ms, "id": net_id})
+    calib = [_network(client, net_id) for net_id in cal["networks"]]
     valid_choices = sample_choices(space, args.valid, secrets.randbelow(2**31),
                                    exclude={tuple(c["choices"]) for c in calib})
     with tqdm(total=args.valid, desc=f"validate {cfg['name']}", unit="net") as bar:
@@ -70,9 +67,16 @@ def measure_config(client, cfg: dict, args) -> dict:
     needed = {s.key for s in space.all_op_specs()}
     table = {k: v.median_ms for k, v in client.get_table(table_id).entries.items() if k in needed}
     return {**cfg, "seconds": time.perf_counter() - t0, "load_avg": os.getloadavg()[0], "table": table,
-            "device_calibration": cal, "calib": calib,
-            "valid": [{"choices": m.choices, "keys": m.keys, "measured_ms": m.measured_ms, "id": m.network_id}
-                      for m in valid]}
+            "device_calibration": cal, "calib": calib, "valid": [_network(client, m.network_id) for m in valid]}
+
+
+def _network(client, net_id: str) -> dict:
+    """A measured network with its slow-down: the reference's median then over its quiet nominal."""
+    net = client.get_network(net_id)
+    m = net.measured
+    slowdown = m.ref_ms / m.nominal_ms if m.ref_ms and m.nominal_ms else None
+    return {"choices": net.arch["choices"], "keys": net.arch["keys"], "measured_ms": m.median_ms, "id": net_id,
+            "slowdown": slowdown}
 
 
 def _measured(rows: list[dict]) -> list[Measured]:
@@ -87,18 +91,24 @@ def report(data: dict, out: Path) -> dict:
     png = scatter_png(out / f"fidelity_{data['name'].replace('@', '_')}.png", predictions(table, cal, valid),
                       [m.measured_ms for m in valid], f"{data['space']} @ {data['resolution']} px, width "
                       f"{data['width_mult']}: {len(calib)} calibration, {len(valid)} unseen networks")
+    slow = [m["slowdown"] for m in data["calib"] + data["valid"] if m.get("slowdown")]
     return {"name": data["name"], "report": rep, "calibration": cal.to_dict(), "png": str(png),
-            "load_avg": data.get("load_avg")}
+            "load_avg": data.get("load_avg"), "slowdown": float(np.median(slow)) if slow else None}
 
 
 def print_table(results: list[dict]) -> None:
-    print("\n| configuration | within +-10% | within +-5% | RMSPE | raw sum within +-10% | model (LOO RMSPE) |")
-    print("|---|---|---|---|---|---|")
+    print("\n| configuration | within +-10% | within +-5% | RMSPE | raw sum within +-10% | model (LOO RMSPE) "
+          "| machine slow-down | load |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         c, raw, cal = r["report"]["calibrated"], r["report"]["raw sum"], r["calibration"]
         print(f"| {r['name']} | {100 * c['within_10']:.0f}% | {100 * c['within_5']:.0f}% | "
               f"{100 * c['rmspe']:.2f}% | {100 * raw['within_10']:.0f}% | {cal.get('model', cal['form'])} "
-              f"({100 * (cal['loo_rmspe'] or 0):.2f}%) |")
+              f"({100 * (cal['loo_rmspe'] or 0):.2f}%) | {_fmt(r['slowdown'], 'x')} | {_fmt(r['load_avg'])} |")
+
+
+def _fmt(v: float | None, unit: str = "") -> str:
+    return "-" if v is None else f"{v:.2f}{unit}"
 
 
 def main() -> None:
