@@ -147,6 +147,13 @@ def _predict(d: _Data, c: float, scales: np.ndarray, per_op: float) -> np.ndarra
     return c + d.x @ scales + per_op * d.n_ops
 
 
+def _plausible(d: _Data, c: float, scales: np.ndarray, per_op: float) -> bool:
+    """Every op costs time and no network costs less than nothing: a fit on noisy networks can put a
+    group's scale below zero, which a search would read as "this op makes the net faster"."""
+    return bool(np.all(scales > 0) and per_op >= 0 and np.all(_predict(d, c, scales, per_op) > 0)
+                and c > -0.5 * d.y.min())
+
+
 def _free_params(model: str) -> int:
     return {"one-factor": 1, "affine": 2, "affine+per-op": 3}.get(model, 0)  # group models are ridged
 
@@ -177,7 +184,12 @@ def fit(nets: Sequence[Sequence[str]], measured_ms: Sequence[float], table: Mapp
         if _free_params(model) > len(d.y) - 2:  # too few networks to leave one out and still fit it
             continue
         lams = _LAMBDAS if model.startswith("group") else (0.0,)
-        scored[model] = min((_loo(d, model, lam), lam) for lam in lams)
+        tried = [(_loo(d, model, lam), lam) for lam in lams if _plausible(d, *_solve(d, model, lam)[:3])]
+        if tried:
+            scored[model] = min(tried)
+    if not scored:  # every model asked for fitted implausibly: the one factor always holds
+        scored["one-factor"] = (_loo(d, "one-factor", 0.0), 0.0)
+        models = ("one-factor",)
     best = min(scored, key=lambda m: scored[m][0])
     for model in models:  # the simplest model within a near tie of the best
         if model in scored and scored[model][0] <= scored[best][0] * (1 + NEAR_TIE):

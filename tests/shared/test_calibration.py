@@ -99,3 +99,26 @@ def test_a_v1_calibration_still_reads():
         pytest.approx(0.5 + 2.0 + 1.1)
     with pytest.raises(ValueError, match="unknown calibration form"):
         Calibration.from_dict({**v1, "form": "v9"})
+
+
+def test_noisy_networks_never_give_an_op_a_negative_cost():
+    """Measured on a machine that swung by +-50%, a free group fit put 5x5 MBConv6 at -1.6x its table
+    time; a search reading that would pick the op to make its network faster."""
+    keys = {**KEYS, "d": "expanded_conv-input:8x8x16-output:8x8x16-expand:6-kernel:5-stride:1-idskip:1",
+            "e": "expanded_conv-input:8x8x16-output:8x8x16-expand:3-kernel:5-stride:1-idskip:1", "i": IDENT}
+    table = {keys["a"]: 1.0, keys["b"]: 3.0, keys["c"]: 0.5, keys["d"]: 2.0, keys["e"]: 1.4, IDENT: 0.0}
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        nets = [[keys["c"]] + [keys[rng.choice(list("abdei"))] for _ in range(12)] for _ in range(20)]
+        cal = fit(nets, [sum(table[k] for k in ks) * rng.uniform(0.6, 1.6) for ks in nets], table)
+        assert all(v > 0 for v in cal.group_scales.values()) and cal.scale > 0 and cal.per_op_ms >= 0, seed
+        assert all(cal.op_ms(k, table[k]) >= 0 for k in table)
+
+
+def test_only_implausible_models_fall_back_to_the_factor():
+    rng = np.random.default_rng(8)
+    table, nets = _nets(rng, 12)
+    # bigger networks measured faster: any slope-free model would need a negative cost somewhere
+    y = [5.0 - 0.2 * len(keys) for keys in nets]
+    cal = fit(nets, y, table, models=("affine",))
+    assert cal.model == "one-factor" and cal.scale > 0
