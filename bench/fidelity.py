@@ -1,10 +1,17 @@
-"""Latency fidelity on this machine: table sum vs one factor vs calibrated model, on unseen networks.
+"""Latency fidelity over a grid of sizes, measured the way a user would (issue 11).
 
-For each resolution: start a profiler (SQLite, loopback), profile proxyless-mobile over REST, have the
-device measure calibration networks, fit the calibration on the device, then measure validation
-networks the calibration never saw and score the three models. Writes a scatter PNG per resolution.
+For each configuration: a profiler (SQLite, loopback, its own worker) profiles the space over REST,
+calibrates the table in one request (the device draws 20 random networks from a hidden seed, measures
+them and fits), then measures 30 unseen random networks; the raw sum, one global factor and the
+calibrated model are scored on those. Prints per configuration the issue's row (within +-10%, within
++-5%, RMSPE, raw sum within +-10%), writes a scatter PNG each, and keeps every measurement in
+``fidelity.json`` so the models can be re-scored from it (``--rescore``) without measuring again.
 
-    .venv/bin/python bench/fidelity.py [--resolutions 224 160] [--calib 20] [--valid 50] [--out runs/fidelity]
+    .venv/bin/python bench/fidelity.py [--configs mobile@160 mobile@160x0.75 cifar@32 ...]
+        [--calib 20] [--valid 30] [--out runs/fidelity] [--rescore runs/fidelity/fidelity.json]
+
+A configuration is ``space@resolution[xwidth]``, ``mobile``/``cifar`` short for proxyless-mobile and
+proxyless-cifar. Default: the whole grid of the issue.
 """
 
 from __future__ import annotations
@@ -12,104 +19,125 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import socket
-import subprocess
-import sys
+import secrets
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+from bench_server import profiler
 from tqdm import tqdm
 
-from search_client.latency.fidelity import format_report, measure_all, predictions, sample_choices, scatter_png, score
-from search_client.remote.profiler_client import ProfilerClient
-from shared.calibration import Calibration, error_stats
+from search_client.latency.fidelity import Measured, measure_all, predictions, sample_choices, scatter_png, score
+from shared.calibration import fit
 from shared.spaces import get_space
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+GRID = ["cifar@32", "mobile@96", "mobile@128", "mobile@160", "mobile@160x0.75", "mobile@160x1.4", "mobile@192",
+        "mobile@224"]  # cheapest first: a run cut short keeps the most configurations
+SHORT = {"mobile": "proxyless-mobile", "cifar": "proxyless-cifar"}
 
 
-def start_server(workdir: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "PROFILER_CACHE_DIR": str(workdir / "onnx")}
-    proc = subprocess.Popen([sys.executable, "-m", "profiler_service", "serve", "--port", str(port),
-                             "--db", f"sqlite:///{workdir / 'fidelity.db'}"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return proc, f"http://127.0.0.1:{port}"
+def parse_config(text: str) -> dict:
+    space, _, rest = text.partition("@")
+    res, _, width = rest.partition("x")
+    return {"name": text, "space": SHORT.get(space, space), "resolution": int(res),
+            "width_mult": float(width) if width else 1.0}
 
 
-def run_resolution(client: ProfilerClient, res: int, args) -> dict:
-    space = get_space("proxyless-mobile", res)
-    job = client.submit_profile(space="proxyless-mobile", resolution=res, backend="onnxruntime", threads=1, batch=1)
+def measure_config(client, cfg: dict, args) -> dict:
+    """Profile, calibrate in one request, measure unseen networks; every figure kept for re-scoring."""
+    space = get_space(cfg["space"], cfg["resolution"], cfg["width_mult"])
     t0 = time.perf_counter()
-    with tqdm(total=job["total"], desc=f"profile @{res}", unit="op") as bar:
-        job = client.wait_job(job["id"], progress=lambda j: bar.update(j["done"] - bar.n))
-    t_profile = time.perf_counter() - t0
+    job = client.submit_profile(space=space.name, resolution=space.resolution, width_mult=space.width_mult,
+                                num_classes=space.num_classes)
+    with tqdm(total=job["total"], desc=f"profile {cfg['name']}", unit="op") as bar:
+        job = client.wait_job(job["id"], timeout=7200, progress=lambda j: bar.update(j["done"] - bar.n))
     table_id = job["table_id"]
-    calib_archs = sample_choices(space, args.calib, seed=args.seed)
-    valid_archs = sample_choices(space, args.valid, seed=args.seed + 1, exclude={tuple(a) for a in calib_archs})
-    # Measured in one shuffled sequence: the machine's speed drifts by several percent over minutes here,
-    # and measuring all calibration networks before all validation ones would turn that drift into bias.
-    order = list(range(len(calib_archs) + len(valid_archs)))
-    random.Random(args.seed).shuffle(order)
-    archs = [(calib_archs + valid_archs)[i] for i in order]
-    with tqdm(total=len(archs), desc=f"networks @{res}", unit="net") as bar:
-        measured = measure_all(client, table_id, space, archs, progress=lambda n: bar.update(1))
-    by_index = dict(zip(order, measured, strict=True))
-    calib = [by_index[i] for i in range(len(calib_archs))]
-    valid = [by_index[i] for i in range(len(calib_archs), len(order))]
-    calibration = Calibration.from_dict(client.calibrate(table_id, [m.network_id for m in calib]))
-    repeat = []
-    if args.repeat:
-        # The floor no model can beat: the same networks measured a second time, later.
-        with tqdm(total=len(valid), desc=f"re-measure @{res}", unit="net") as bar:
-            again = measure_all(client, table_id, space, [m.choices for m in valid], progress=lambda n: bar.update(1))
-        repeat = error_stats([m.measured_ms for m in again], [m.measured_ms for m in valid])
+    seed = secrets.randbelow(2**31)  # hidden: the validation draw cannot be tuned to it
+    with tqdm(total=args.calib, desc=f"calibrate {cfg['name']}", unit="net") as bar:
+        cal = client.calibrate_table(table_id, space=space.name, resolution=space.resolution,
+                                     width_mult=space.width_mult, num_classes=space.num_classes,
+                                     samples=args.calib, seed=seed, timeout=7200,
+                                     progress=lambda j: bar.update(j["done"] - bar.n))
+    calib = [_network(client, net_id) for net_id in cal["networks"]]
+    valid_choices = sample_choices(space, args.valid, secrets.randbelow(2**31),
+                                   exclude={tuple(c["choices"]) for c in calib})
+    with tqdm(total=args.valid, desc=f"validate {cfg['name']}", unit="net") as bar:
+        valid = measure_all(client, table_id, space, valid_choices, progress=lambda n: bar.update(1))
     needed = {s.key for s in space.all_op_specs()}
     table = {k: v.median_ms for k, v in client.get_table(table_id).entries.items() if k in needed}
-    report = score(table, calibration, calib, valid)
-    png = scatter_png(Path(args.out) / f"fidelity_{res}.png", predictions(table, calibration, valid),
-                      [m.measured_ms for m in valid], f"proxyless-mobile @{res}, onnxruntime 1 thread "
-                                                      f"({len(valid)} unseen networks)")
-    print(f"\n== proxyless-mobile @ {res}: table of {len(table)} ops profiled in {t_profile:.0f} s; "
-          f"{len(calib)} calibration + {len(valid)} validation networks")
-    print(format_report(report))
-    print(f"calibration: intercept {calibration.intercept_ms:.3f} ms, global scale {calibration.scale:.3f}, "
-          f"ridge {calibration.ridge:g}, LOO RMSPE {100 * (calibration.loo_rmspe or 0):.2f}%")
-    if repeat:
-        print(f"measurement repeatability (same {repeat['n']} networks measured twice): RMSPE "
-              f"{100 * repeat['rmspe']:.2f}%, within +-5% {100 * repeat['within_5']:.0f}%, "
-              f"within +-10% {100 * repeat['within_10']:.0f}%")
-    print(f"plot: {png}")
-    return {"resolution": res, "report": report, "calibration": calibration.to_dict(), "repeat": repeat}
+    return {**cfg, "seconds": time.perf_counter() - t0, "load_avg": os.getloadavg()[0], "table": table,
+            "device_calibration": cal, "calib": calib, "valid": [_network(client, m.network_id) for m in valid]}
+
+
+def _network(client, net_id: str) -> dict:
+    """A measured network with its slow-down: the reference's median then over its quiet nominal."""
+    net = client.get_network(net_id)
+    m = net.measured
+    slowdown = m.ref_ms / m.nominal_ms if m.ref_ms and m.nominal_ms else None
+    return {"choices": net.arch["choices"], "keys": net.arch["keys"], "measured_ms": m.median_ms, "id": net_id,
+            "slowdown": slowdown}
+
+
+def _measured(rows: list[dict]) -> list[Measured]:
+    return [Measured(r["choices"], r["keys"], r["measured_ms"], r.get("id", "")) for r in rows]
+
+
+def report(data: dict, out: Path) -> dict:
+    """Fit with this code's calibration (as the device does) and score on the unseen networks."""
+    calib, valid, table = _measured(data["calib"]), _measured(data["valid"]), data["table"]
+    cal = fit([m.keys for m in calib], [m.measured_ms for m in calib], table)
+    rep = score(table, cal, calib, valid)
+    png = scatter_png(out / f"fidelity_{data['name'].replace('@', '_')}.png", predictions(table, cal, valid),
+                      [m.measured_ms for m in valid], f"{data['space']} @ {data['resolution']} px, width "
+                      f"{data['width_mult']}: {len(calib)} calibration, {len(valid)} unseen networks")
+    slow = [m["slowdown"] for m in data["calib"] + data["valid"] if m.get("slowdown")]
+    return {"name": data["name"], "report": rep, "calibration": cal.to_dict(), "png": str(png),
+            "load_avg": data.get("load_avg"), "slowdown": float(np.median(slow)) if slow else None}
+
+
+def print_table(results: list[dict]) -> None:
+    print("\n| configuration | within +-10% | within +-5% | RMSPE | raw sum within +-10% | model (LOO RMSPE) "
+          "| machine slow-down | load |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        c, raw, cal = r["report"]["calibrated"], r["report"]["raw sum"], r["calibration"]
+        print(f"| {r['name']} | {100 * c['within_10']:.0f}% | {100 * c['within_5']:.0f}% | "
+              f"{100 * c['rmspe']:.2f}% | {100 * raw['within_10']:.0f}% | {cal.get('model', cal['form'])} "
+              f"({100 * (cal['loo_rmspe'] or 0):.2f}%) | {_fmt(r['slowdown'], 'x')} | {_fmt(r['load_avg'])} |")
+
+
+def _fmt(v: float | None, unit: str = "") -> str:
+    return "-" if v is None else f"{v:.2f}{unit}"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--resolutions", type=int, nargs="+", default=[224, 160])
+    p.add_argument("--configs", nargs="+", default=GRID, help="space@resolution[xwidth], e.g. mobile@160x0.75")
     p.add_argument("--calib", type=int, default=20)
-    p.add_argument("--valid", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--valid", type=int, default=30)
     p.add_argument("--out", default="runs/fidelity")
-    p.add_argument("--no-repeat", dest="repeat", action="store_false",
-                   help="skip measuring the validation networks a second time (the repeatability floor)")
+    p.add_argument("--rescore", metavar="JSON", help="re-score measurements saved by an earlier run")
     args = p.parse_args()
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_server(Path(tmp))
-        try:
-            client = ProfilerClient(url, cache_dir=Path(tmp) / "cache", timeout=60)
-            client.wait_healthy(60)
-            results = [run_resolution(client, res, args) for res in args.resolutions]
-        finally:
-            proc.terminate()
-            proc.wait(10)
-    (Path(args.out) / "fidelity.json").write_text(json.dumps(results, indent=2))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    saved = out / "fidelity.json"
+    if args.rescore:
+        data = [d for d in json.loads(Path(args.rescore).read_text()) if d["name"] in args.configs
+                or args.configs == GRID]
+    else:
+        data = json.loads(saved.read_text()) if saved.exists() else []
+        with tempfile.TemporaryDirectory() as tmp:
+            for text in args.configs:
+                cfg = parse_config(text)
+                with profiler(Path(tmp) / text.replace("@", "_"), f"fidelity-{text}") as client:
+                    measured = measure_config(client, cfg, args)
+                data = [d for d in data if d["name"] != text] + [measured]
+                saved.write_text(json.dumps(data))  # after each configuration: a long run keeps what it got
+                print_table([report(measured, out)])
+    results = [report(d, out) for d in data]
+    print_table(results)
+    (out / "report.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

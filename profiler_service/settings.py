@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # Time a fixed reference network between samples and scale results to the device's nominal speed
     # (measure/reference.py): off only on a box whose clock is pinned and unshared.
     drift_reference: bool = True
+    # How often a worker re-times the reference alone to re-estimate the quiet nominal (measure/nominal.py).
+    nominal_refresh_s: float = Field(default=3600.0, gt=0)
 
     # Worker behaviour.
     worker: bool = True

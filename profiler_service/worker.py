@@ -44,6 +44,8 @@ class Worker:
         self.id = Q.new_worker_id()
         self.on_op_measured = on_op_measured
         self.current_job: str | None = None
+        # (backend, threads) -> when this worker last timed the reference alone (the quiet nominal)
+        self._nominal_at: dict[tuple[str, int], float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         LIVE_WORKERS.add(self.id)
@@ -110,6 +112,10 @@ class Worker:
                 kind = get_job(s, job_id).kind
             if kind == "network":
                 self._run_network(job_id)
+            elif kind == "calibration":
+                from profiler_service.worker_calibration import run_calibration
+
+                run_calibration(self, job_id)
             else:
                 self._run_profile(job_id, progress)
         except MeasureError as e:
@@ -149,7 +155,23 @@ class Worker:
     def _engine_args(self, params: dict) -> dict:
         return {"backend": params["backend"], "threads": int(params["threads"]),
                 "batch": int(params["batch"]), "protocol": self.settings.protocol,
-                "cache_dir": self.settings.cache_dir}
+                "cache_dir": self.settings.cache_dir, "on_nominal": self._nominal_hook(params)}
+
+    def _nominal_hook(self, params: dict) -> Callable[[OpStats], None] | None:
+        """Before this worker's first job on a configuration (and hourly), the child times the reference
+        alone and the quiet-speed estimate goes to the store (services/drift.py), ahead of any result."""
+        cfg = (params["backend"], int(params["threads"]))
+        last = self._nominal_at.get(cfg)
+        if last is not None and time.monotonic() - last < self.settings.nominal_refresh_s:
+            return None
+
+        def on_nominal(stats: OpStats) -> None:
+            with self.db.session() as s:
+                row = D.record_quiet(s, self.device_id, cfg[0], cfg[1], stats.median_ms)
+                log.info("nominal %s/%d threads: burst %.3f ms -> nominal %.3f ms (v%d)", cfg[0], cfg[1],
+                         stats.median_ms, row.nominal_ms, row.version)
+            self._nominal_at[cfg] = time.monotonic()
+        return on_nominal
 
     def _to_nominal(self, session, stats: OpStats, params: dict) -> OpStats:
         return D.normalise(session, stats, device_id=self.device_id, backend=params["backend"],

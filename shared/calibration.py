@@ -1,15 +1,22 @@
 """Calibrated latency model: from a table's op sum to a network's measured latency.
 
-Form: ``T(net) = intercept + sum_op scale[group(op)] * table[op]``. The intercept is the per-network
-cost an op-by-op sum cannot see (one session call instead of one per op); the per-group scales carry
-what isolated timing gets wrong per kind of op (cache state, fusion at block edges). It is linear in
-the op latencies, so the expected latency over architecture probabilities stays differentiable.
+Form: ``T(net) = intercept + sum_op (scale[group(op)] * table[op] + per_op)``. The intercept is the
+per-network cost an op-by-op sum cannot see (one session call, the layout reorders at the graph's
+edges); ``per_op`` is a cost per op boundary the ops' own kernel times leave out (a node dispatch, a
+buffer handed on), which weighs most at small inputs where a whole network takes a fraction of a
+millisecond; the per-group scales carry what timing an op alone gets wrong per kind of op. It is linear
+in the op latencies (``per_op`` rides on every non-zero op), so the expected latency over architecture
+probabilities stays differentiable: ``op_ms(key, raw)`` is all a latency model needs per op.
 
-The group scales and the intercept are fitted by ridge regression pulled toward the one-global-factor
-model (every scale equal, no intercept), with the strength chosen by leave-one-out error on the
-calibration networks: with 10-20 networks a free scale per group would overfit, and a single factor
-leaves per-kind bias in place. At the strongest ridge the model is the one-factor baseline, so
-leave-one-out only moves away from it where that predicts better.
+Which parts a device needs is chosen from evidence: every model below is fitted, and the one with the
+lowest leave-one-out error on the calibration networks is kept (a simpler one wins a near tie):
+
+* ``one-factor``: every op scaled by one factor, no intercept (the baseline);
+* ``affine``: an intercept and one factor;
+* ``affine+per-op``: an intercept, one factor and a cost per op;
+* ``group`` / ``group+per-op``: an intercept and a scale per op group (+ a cost per op), by ridge
+  regression pulled toward the one-factor model, the strength also chosen by leave-one-out: with 10-20
+  networks a free scale per group would overfit, and at the strongest ridge it is the baseline.
 """
 
 from __future__ import annotations
@@ -20,8 +27,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-FORM = "intercept+group-scale/v1"
+FORM = "intercept+group-scale+per-op/v2"
+READS = (FORM, "intercept+group-scale/v1")  # v1 is v2 with no per-op cost
+MODELS = ("one-factor", "affine", "affine+per-op", "group", "group+per-op")
 _LAMBDAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e6)
+NEAR_TIE = 0.03  # a model must beat a simpler one's leave-one-out RMSPE by more than 3% (relative)
+FREE_OPS = ("zero", "identity")  # no kernel inside a network (dropped, or removed by the optimiser)
 
 
 def group_of(key: str) -> str:
@@ -32,6 +43,10 @@ def group_of(key: str) -> str:
         tag = f"{op_type}:k{fields['kernel']}"
         return tag + (f"e{fields['expand']}" if "expand" in fields else "")
     return op_type
+
+
+def counts_as_op(key: str) -> bool:
+    return key.split("-", 1)[0] not in FREE_OPS
 
 
 @dataclass
@@ -45,52 +60,55 @@ class Calibration:
     loo_rmspe: float | None = None
     fitted_at: str = ""
     form: str = FORM
+    per_op_ms: float = 0.0
+    model: str = "group"
+    # leave-one-out RMSPE of every model tried: the evidence the choice rests on
+    candidates: dict[str, float] = field(default_factory=dict)
 
     def op_ms(self, key: str, raw_ms: float) -> float:
-        return self.group_scales.get(group_of(key), self.scale) * raw_ms
+        extra = self.per_op_ms if counts_as_op(key) else 0.0
+        return self.group_scales.get(group_of(key), self.scale) * raw_ms + extra
 
     def predict(self, keys: Sequence[str], table: Mapping[str, float]) -> float:
         return self.intercept_ms + sum(self.op_ms(k, table[k]) for k in keys)
 
     def to_dict(self) -> dict:
-        return {"form": self.form, "version": self.version, "intercept_ms": self.intercept_ms,
-                "scale": self.scale, "group_scales": dict(self.group_scales), "n_networks": self.n_networks,
-                "ridge": self.ridge, "loo_rmspe": self.loo_rmspe, "fitted_at": self.fitted_at}
+        return {"form": self.form, "model": self.model, "version": self.version,
+                "intercept_ms": self.intercept_ms, "scale": self.scale, "per_op_ms": self.per_op_ms,
+                "group_scales": dict(self.group_scales), "n_networks": self.n_networks, "ridge": self.ridge,
+                "loo_rmspe": self.loo_rmspe, "candidates": dict(self.candidates), "fitted_at": self.fitted_at}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> Calibration:
-        if d.get("form", FORM) != FORM:
-            raise ValueError(f"unknown calibration form {d.get('form')!r}; this code reads {FORM!r}")
+        if d.get("form", FORM) not in READS:
+            raise ValueError(f"unknown calibration form {d.get('form')!r}; this code reads {list(READS)}")
         return cls(intercept_ms=float(d["intercept_ms"]), scale=float(d["scale"]),
                    group_scales={k: float(v) for k, v in d.get("group_scales", {}).items()},
                    version=int(d.get("version", 1)), n_networks=int(d.get("n_networks", 0)),
                    ridge=float(d.get("ridge", 0.0)), loo_rmspe=d.get("loo_rmspe"),
-                   fitted_at=d.get("fitted_at", ""))
+                   fitted_at=d.get("fitted_at", ""), per_op_ms=float(d.get("per_op_ms", 0.0)),
+                   model=d.get("model", "group"), candidates=dict(d.get("candidates", {})))
 
 
-def _features(nets: Sequence[Sequence[str]], table: Mapping[str, float], groups: list[str]) -> np.ndarray:
+@dataclass
+class _Data:
+    x: np.ndarray  # (N, G) table ms per group
+    n_ops: np.ndarray  # (N,) ops that cost a boundary
+    y: np.ndarray  # (N,) measured ms
+
+    def take(self, rows: np.ndarray) -> _Data:
+        return _Data(self.x[rows], self.n_ops[rows], self.y[rows])
+
+
+def _data(nets: Sequence[Sequence[str]], measured: Sequence[float], table: Mapping[str, float],
+          groups: list[str]) -> _Data:
     idx = {g: i for i, g in enumerate(groups)}
     x = np.zeros((len(nets), len(groups)))
     for n, keys in enumerate(nets):
         for k in keys:
             x[n, idx[group_of(k)]] += table[k]
-    return x
-
-
-def _solve(x: np.ndarray, y: np.ndarray, lam: float) -> tuple[float, np.ndarray, float]:
-    """Relative-error least squares for (intercept, group scales), ridge-pulled toward the one-factor model.
-
-    The prior is the one global factor with no intercept: with networks whose op sums differ by only
-    tens of percent, a free intercept is poorly determined, so it too must earn its way out of zero.
-    """
-    s0 = _one_factor(x.sum(1), y)
-    w = 1.0 / y  # rows scaled so the residual is relative
-    design = np.concatenate([np.ones((len(y), 1)), x], 1) * w[:, None]
-    # The intercept is penalised as a fraction of a typical network, the scales as deviations from s0.
-    reg = np.sqrt(lam) * np.diag(np.concatenate([[1.0 / np.median(y)], np.ones(x.shape[1])]))
-    prior = np.sqrt(lam) * np.concatenate([[0.0], np.full(x.shape[1], s0)])
-    beta = np.linalg.lstsq(np.concatenate([design, reg]), np.concatenate([y * w, prior]), rcond=None)[0]
-    return float(beta[0]), beta[1:], s0
+    n_ops = np.array([sum(counts_as_op(k) for k in keys) for keys in nets], dtype=float)
+    return _Data(x, n_ops, np.asarray(measured, dtype=float))
 
 
 def _one_factor(sums: np.ndarray, y: np.ndarray) -> float:
@@ -98,30 +116,92 @@ def _one_factor(sums: np.ndarray, y: np.ndarray) -> float:
     return float(r.sum() / np.square(r).sum())
 
 
+def _solve(d: _Data, model: str, lam: float) -> tuple[float, np.ndarray, float, float]:
+    """(intercept, group scales, per-op ms, one-factor s0), by relative-error least squares.
+
+    Group models are ridge-pulled toward the one-factor model (equal scales, no intercept, no per-op
+    cost); the intercept and per-op cost are penalised as fractions of a typical network.
+    """
+    sums = d.x.sum(1)
+    s0 = _one_factor(sums, d.y)
+    g = d.x.shape[1]
+    if model == "one-factor":
+        return 0.0, np.full(g, s0), 0.0, s0
+    grouped = model.startswith("group")
+    per_op = model.endswith("per-op")
+    cols = [np.ones_like(sums), *(d.x.T if grouped else [sums])] + ([d.n_ops] if per_op else [])
+    design = np.stack(cols, 1) / d.y[:, None]  # rows scaled so the residual is relative
+    target = np.ones_like(d.y)
+    if grouped:
+        typical = np.median(d.y)
+        pen = [1.0 / typical, *np.ones(g)] + ([np.median(d.n_ops) / typical] if per_op else [])
+        prior = [0.0, *np.full(g, s0)] + ([0.0] if per_op else [])
+        design = np.concatenate([design, np.sqrt(lam) * np.diag(pen)])
+        target = np.concatenate([target, np.sqrt(lam) * np.asarray(pen) * np.asarray(prior)])
+    beta = np.linalg.lstsq(design, target, rcond=None)[0]
+    scales = beta[1:1 + g] if grouped else np.full(g, beta[1])
+    return float(beta[0]), scales, float(beta[-1]) if per_op else 0.0, s0
+
+
+def _predict(d: _Data, c: float, scales: np.ndarray, per_op: float) -> np.ndarray:
+    return c + d.x @ scales + per_op * d.n_ops
+
+
+def _plausible(d: _Data, c: float, scales: np.ndarray, per_op: float) -> bool:
+    """Every op costs time and no network costs less than nothing: a fit on noisy networks can put a
+    group's scale below zero, which a search would read as "this op makes the net faster"."""
+    return bool(np.all(scales > 0) and per_op >= 0 and np.all(_predict(d, c, scales, per_op) > 0)
+                and c > -0.5 * d.y.min())
+
+
+def _free_params(model: str) -> int:
+    return {"one-factor": 1, "affine": 2, "affine+per-op": 3}.get(model, 0)  # group models are ridged
+
+
+def _loo(d: _Data, model: str, lam: float) -> float:
+    errs = []
+    for i in range(len(d.y)):
+        keep = np.arange(len(d.y)) != i
+        c, g, p, _ = _solve(d.take(keep), model, lam)
+        errs.append(_predict(d.take(np.array([i])), c, g, p)[0] / d.y[i] - 1)
+    return float(np.sqrt(np.mean(np.square(errs))))
+
+
 def fit(nets: Sequence[Sequence[str]], measured_ms: Sequence[float], table: Mapping[str, float],
-        version: int = 1) -> Calibration:
-    """Fit from networks (their op keys) and their measured medians; needs at least 3 networks."""
+        version: int = 1, models: Sequence[str] = MODELS) -> Calibration:
+    """Fit from networks (their op keys) and their measured medians; needs at least 3 networks.
+
+    Every model in ``models`` is scored by leave-one-out; the best is refitted on all networks."""
     if len(nets) != len(measured_ms) or len(nets) < 3:
         raise ValueError(f"need at least 3 measured networks to calibrate, got {len(nets)}")
     missing = sorted({k for keys in nets for k in keys if k not in table})
     if missing:
         raise ValueError(f"table lacks {len(missing)} keys the calibration networks use: {missing[:5]}")
     groups = sorted({group_of(k) for keys in nets for k in keys})
-    x, y = _features(nets, table, groups), np.asarray(measured_ms, dtype=float)
-    best: tuple[float, float] | None = None
-    for lam in _LAMBDAS:
-        errs = []
-        for i in range(len(y)):
-            keep = np.arange(len(y)) != i
-            c, g, _ = _solve(x[keep], y[keep], lam)
-            errs.append((c + x[i] @ g) / y[i] - 1)
-        rmspe = float(np.sqrt(np.mean(np.square(errs))))
-        if best is None or rmspe < best[0]:
-            best = (rmspe, lam)
-    rmspe, lam = best
-    c, g, s0 = _solve(x, y, lam)
-    return Calibration(intercept_ms=c, scale=s0, group_scales=dict(zip(groups, map(float, g), strict=True)),
-                       version=version, n_networks=len(y), ridge=lam, loo_rmspe=rmspe,
+    d = _data(nets, measured_ms, table, groups)
+    scored: dict[str, tuple[float, float]] = {}  # model -> (LOO RMSPE, ridge)
+    for model in models:
+        if _free_params(model) > len(d.y) - 2:  # too few networks to leave one out and still fit it
+            continue
+        lams = _LAMBDAS if model.startswith("group") else (0.0,)
+        tried = [(_loo(d, model, lam), lam) for lam in lams if _plausible(d, *_solve(d, model, lam)[:3])]
+        if tried:
+            scored[model] = min(tried)
+    if not scored:  # every model asked for fitted implausibly: the one factor always holds
+        scored["one-factor"] = (_loo(d, "one-factor", 0.0), 0.0)
+        models = ("one-factor",)
+    best = min(scored, key=lambda m: scored[m][0])
+    for model in models:  # the simplest model within a near tie of the best
+        if model in scored and scored[model][0] <= scored[best][0] * (1 + NEAR_TIE):
+            best = model
+            break
+    rmspe, lam = scored[best]
+    c, g, p, s0 = _solve(d, best, lam)
+    grouped = best.startswith("group")
+    return Calibration(intercept_ms=c, scale=s0 if grouped or best == "one-factor" else float(g[0]),
+                       group_scales=dict(zip(groups, map(float, g), strict=True)) if grouped else {},
+                       per_op_ms=p, model=best, version=version, n_networks=len(d.y), ridge=lam,
+                       loo_rmspe=rmspe, candidates={m: v[0] for m, v in scored.items()},
                        fitted_at=datetime.now(UTC).isoformat(timespec="seconds"))
 
 

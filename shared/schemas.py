@@ -21,6 +21,9 @@ class OpStats(BaseModel):
     # median of the device's reference workload, timed interleaved with this measurement (drift control);
     # where set, the statistics above are scaled to the device's nominal speed (profiler_service drift.py)
     ref_ms: float | None = None
+    # the nominal reference latency the statistics are scaled to (the device's quiet speed, versioned per
+    # device/backend/threads): figures with the same nominal_ms share one clock
+    nominal_ms: float | None = None
 
 
 class JobCreate(BaseModel):
@@ -140,4 +143,21 @@ class SpaceOut(BaseModel):
 
 
 class CalibrationCreate(BaseModel):
-    network_ids: list[str] = Field(min_length=3, max_length=1000)
+    """Fit from networks already measured (``network_ids``: answered at once), or have the device draw
+    ``samples`` random networks of a space from ``seed``, measure them and fit (a job: 202 + JobOut)."""
+
+    network_ids: list[str] | None = Field(default=None, min_length=3, max_length=1000)
+    samples: int | None = Field(default=None, ge=3, le=500)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    space: str | None = None
+    resolution: int | None = Field(default=None, ge=8, le=1024)
+    width_mult: float | None = Field(default=None, ge=0.1, le=4.0)
+    num_classes: int | None = Field(default=None, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _ids_xor_samples(self) -> CalibrationCreate:
+        if (self.network_ids is None) == (self.samples is None):
+            raise ValueError("give exactly one of 'network_ids' or 'samples'")
+        if self.samples is not None and self.space is None:
+            raise ValueError("'samples' needs 'space' (and usually 'resolution'): the networks are drawn from it")
+        return self

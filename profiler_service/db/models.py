@@ -89,6 +89,7 @@ class Measurement(Base):
     p90_ms: Mapped[float] = mapped_column(Float)
     count: Mapped[int]
     ref_ms: Mapped[float | None] = mapped_column(Float)  # the drift reference timed with it (raw)
+    nominal_ms: Mapped[float | None] = mapped_column(Float)  # the nominal the figures are scaled to
     # The job that last wrote this row: a resumed job skips what it already stored.
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
     measured_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -131,6 +132,7 @@ class Network(Base):
     p90_ms: Mapped[float | None] = mapped_column(Float)
     count: Mapped[int | None]
     ref_ms: Mapped[float | None] = mapped_column(Float)
+    nominal_ms: Mapped[float | None] = mapped_column(Float)
     predicted_ms: Mapped[float | None] = mapped_column(Float)
     missing: Mapped[list[Any]] = mapped_column(default=list)
     error: Mapped[str | None] = mapped_column(Text)
@@ -140,8 +142,9 @@ class Network(Base):
 
 class DriftReference(Base):
     """The nominal latency of a drift reference for one device, backend and thread count: results are
-    scaled to it (``services/drift.py``). Set by the first measurement and then fixed, so every table and
-    network measured on this configuration shares one clock."""
+    scaled to it (``services/drift.py``). Estimated from a burst of the reference alone (its quietest
+    stretch, ``measure/nominal.py``); a quieter estimate later makes a new version, and stored figures
+    are rescaled to it, so every table and network of this configuration shares one clock."""
 
     __tablename__ = "drift_references"
 
@@ -151,3 +154,8 @@ class DriftReference(Base):
     reference: Mapped[str] = mapped_column(String(100), primary_key=True)  # which workload (measure/reference.py)
     nominal_ms: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # 'burst' (measured alone at its quietest) or 'first-observation' (the interleaved median of the
+    # first result, where no burst has run yet: replaced by the first burst)
+    source: Mapped[str] = mapped_column(String(20), default="first-observation")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -17,10 +17,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from profiler_service.measure.backends import available_backends
+from profiler_service.measure.nominal import LABEL as NOMINAL_LABEL
 from profiler_service.measure.protocol import Protocol
 from shared.schemas import OpStats
 
-__all__ = ["MeasureError", "available_backends", "measure_network", "measure_ops"]
+__all__ = ["MeasureError", "available_backends", "measure_network", "measure_networks", "measure_ops"]
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -31,8 +32,14 @@ class MeasureError(RuntimeError):
 
 def _run(tasks: list[list], *, backend: str, threads: int, batch: int, protocol: Protocol,
          cache_dir: str | Path, on_result: Callable[[str, OpStats], None],
-         should_cancel: Callable[[], bool] = lambda: False) -> bool:
-    """True when every task finished, False when cancelled; MeasureError when the child failed."""
+         should_cancel: Callable[[], bool] = lambda: False,
+         on_nominal: Callable[[OpStats], None] | None = None) -> bool:
+    """True when every task finished, False when cancelled; MeasureError when the child failed.
+
+    With ``on_nominal`` (and a drift reference), the child first times the reference alone in a burst
+    (measure/nominal.py) and hands its quiet-speed estimate there, before any task's result."""
+    if on_nominal is not None and protocol.drift_reference:
+        tasks = [["reference", NOMINAL_LABEL], *tasks]
     if backend not in available_backends():
         raise MeasureError(f"backend {backend!r} is not available; available: {available_backends()}")
     job = {"tasks": tasks, "backend": backend, "threads": threads, "batch": batch,
@@ -61,6 +68,9 @@ def _run(tasks: list[list], *, backend: str, threads: int, batch: int, protocol:
                 return True
             if kind == "error":
                 raise MeasureError(f"{label}: {payload}" if label else payload)
+            if kind == "result" and label == NOMINAL_LABEL and on_nominal is not None:
+                on_nominal(OpStats(**payload))
+                continue
             on_result(label, OpStats(**payload))
     finally:
         sel.close()
@@ -73,19 +83,31 @@ def _run(tasks: list[list], *, backend: str, threads: int, batch: int, protocol:
 
 def measure_ops(keys: list[str], *, backend: str, threads: int, batch: int, protocol: Protocol,
                 cache_dir: str | Path, on_result: Callable[[str, OpStats], None],
-                should_cancel: Callable[[], bool] = lambda: False) -> bool:
+                should_cancel: Callable[[], bool] = lambda: False,
+                on_nominal: Callable[[OpStats], None] | None = None) -> bool:
     """Measure each op key in turn; ``on_result`` gets each as it lands."""
     return _run([["op", k] for k in keys], backend=backend, threads=threads, batch=batch, protocol=protocol,
-                cache_dir=cache_dir, on_result=on_result, should_cancel=should_cancel)
+                cache_dir=cache_dir, on_result=on_result, should_cancel=should_cancel, on_nominal=on_nominal)
 
 
 def measure_network(keys: list[str], *, backend: str, threads: int, batch: int, protocol: Protocol,
-                    cache_dir: str | Path, should_cancel: Callable[[], bool] = lambda: False) -> OpStats:
+                    cache_dir: str | Path, should_cancel: Callable[[], bool] = lambda: False,
+                    on_nominal: Callable[[OpStats], None] | None = None) -> OpStats:
     """Measure a whole network built from its ordered op keys, end to end, with the same protocol."""
     out: list[OpStats] = []
     done = _run([["net", "network", list(keys)]], backend=backend, threads=threads, batch=batch,
                 protocol=protocol, cache_dir=cache_dir, on_result=lambda _k, s: out.append(s),
-                should_cancel=should_cancel)
+                should_cancel=should_cancel, on_nominal=on_nominal)
     if not done:
         raise MeasureError("cancelled")
     return out[0]
+
+
+def measure_networks(nets: dict[str, list[str]], *, backend: str, threads: int, batch: int, protocol: Protocol,
+                     cache_dir: str | Path, on_result: Callable[[str, OpStats], None],
+                     should_cancel: Callable[[], bool] = lambda: False,
+                     on_nominal: Callable[[OpStats], None] | None = None) -> bool:
+    """Measure several whole networks (label -> ordered op keys) in one child; ``on_result`` per network."""
+    return _run([["net", label, list(keys)] for label, keys in nets.items()], backend=backend, threads=threads,
+                batch=batch, protocol=protocol, cache_dir=cache_dir, on_result=on_result,
+                should_cancel=should_cancel, on_nominal=on_nominal)

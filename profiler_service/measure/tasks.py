@@ -14,6 +14,10 @@ from shared.specs import parse_key
 
 def measure_task(backend: Backend, task: tuple, batch: int, protocol: Protocol) -> OpStats:
     kind, label = task[0], task[1]
+    if kind == "reference":  # the nominal-speed burst (measure/nominal.py)
+        from profiler_service.measure.nominal import burst
+
+        return burst(backend.reference(protocol), backend.timer, protocol)
     if kind == "op":
         return backend.measure_op(parse_key(label), batch, protocol)
     keys = task[2]

@@ -1,40 +1,101 @@
 """Scale a measurement to the device's nominal speed with the drift reference timed alongside it.
 
-A result carries ``ref_ms``, the reference network's median while it was being timed. The first result
-on a (device, backend, threads) fixes that configuration's ``nominal_ms``; every result is then stored
-as ``stats * nominal_ms / ref_ms``: what it would have taken had the machine run at the speed it had
-then. Tables profiled an hour apart and networks measured against them then share one clock. The raw
-figure stays recoverable (``median_ms * ref_ms / nominal_ms``) since ``ref_ms`` is stored with it.
+A result carries ``ref_ms``, the reference network's median while it was being timed, and is stored as
+``stats * nominal_ms / ref_ms``: what it takes on this device when nothing else runs, since
+``nominal_ms`` is the reference's quiet latency, estimated by each worker from a burst of the reference
+alone before its first job on a configuration (``measure/nominal.py``). The store keeps the quietest
+estimate: a burst that finds the device quieter than believed (by more than ``TOLERANCE``) makes a new
+version, and every figure of that configuration is rescaled to it, so tables and networks measured at
+any time share one clock and the tables' ETags change with them. A busier burst changes nothing: the
+device was not slower, only shared. Each stored figure names its ``nominal_ms``; the raw figure stays
+recoverable (``median_ms * ref_ms / nominal_ms``).
+
+Where no burst has run yet (a nominal needed before any), the first result's reference fixes the nominal
+as before (``source='first-observation'``); the first burst replaces it.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from profiler_service.db.models import DriftReference
+from profiler_service.db.models import DriftReference, Measurement, Network, Table, utcnow
 from profiler_service.measure.reference import NAME as REFERENCE
+from profiler_service.services import tables as T
 from shared.schemas import OpStats
 
 SCALED = ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms")
+BURST, FIRST = "burst", "first-observation"
+# Burst estimates of one quiet device differ by about 1%; a new version only for a clearly quieter one.
+TOLERANCE = 0.02
+
+
+def _where(device_id: int, backend: str, threads: int, reference: str) -> tuple:
+    return (DriftReference.device_id == device_id, DriftReference.backend == backend,
+            DriftReference.threads == threads, DriftReference.reference == reference)
+
+
+def current(session: Session, device_id: int, backend: str, threads: int,
+            reference: str = REFERENCE) -> DriftReference | None:
+    return session.scalar(select(DriftReference).where(*_where(device_id, backend, threads, reference)))
+
+
+def _insert(session: Session, device_id: int, backend: str, threads: int, reference: str, nominal: float,
+            source: str) -> DriftReference | None:
+    try:
+        with session.begin_nested():  # another worker of this device may set it first
+            row = DriftReference(device_id=device_id, backend=backend, threads=threads, reference=reference,
+                                 nominal_ms=nominal, source=source, version=1)
+            session.add(row)
+        return row
+    except IntegrityError:
+        return None
 
 
 def nominal_ms(session: Session, device_id: int, backend: str, threads: int, observed_ms: float,
                reference: str = REFERENCE) -> float:
-    """This configuration's nominal reference latency; the first observation sets it."""
-    where = (DriftReference.device_id == device_id, DriftReference.backend == backend,
-             DriftReference.threads == threads, DriftReference.reference == reference)
-    found = session.scalar(select(DriftReference.nominal_ms).where(*where))
-    if found is not None:
-        return found
-    try:
-        with session.begin_nested():  # another worker of this device may set it first
-            session.add(DriftReference(device_id=device_id, backend=backend, threads=threads,
-                                       reference=reference, nominal_ms=observed_ms))
-        return observed_ms
-    except IntegrityError:
-        return session.scalar(select(DriftReference.nominal_ms).where(*where))
+    """This configuration's nominal reference latency; with none yet, the first observation sets it."""
+    row = current(session, device_id, backend, threads, reference)
+    if row is None:
+        row = (_insert(session, device_id, backend, threads, reference, observed_ms, FIRST)
+               or current(session, device_id, backend, threads, reference))
+    return row.nominal_ms
+
+
+def record_quiet(session: Session, device_id: int, backend: str, threads: int, estimate_ms: float,
+                 reference: str = REFERENCE) -> DriftReference:
+    """Take a burst's quiet-speed estimate: the first, or a quieter one, becomes the nominal (rescaling)."""
+    row = current(session, device_id, backend, threads, reference)
+    if row is None:
+        row = _insert(session, device_id, backend, threads, reference, estimate_ms, BURST)
+        if row is not None:
+            return row
+        row = current(session, device_id, backend, threads, reference)
+    if row.source == BURST and estimate_ms >= row.nominal_ms * (1 - TOLERANCE):
+        return row
+    old = row.nominal_ms
+    row.nominal_ms, row.source, row.version, row.updated_at = estimate_ms, BURST, row.version + 1, utcnow()
+    _rescale(session, device_id, backend, threads, old, estimate_ms)
+    return row
+
+
+def _rescale(session: Session, device_id: int, backend: str, threads: int, old: float, new: float) -> None:
+    """Every figure of the configuration scaled from its nominal (``old`` where unrecorded) to ``new``."""
+    tables = list(session.scalars(select(Table).where(Table.device_id == device_id, Table.backend == backend,
+                                                      Table.threads == threads)))
+    ids = [t.id for t in tables]
+    if not ids:
+        return
+    for model in (Measurement, Network):
+        factor = new / func.coalesce(model.nominal_ms, old)
+        values = {f: getattr(model, f) * factor for f in SCALED} | {"nominal_ms": new}
+        session.execute(update(model).where(model.table_id.in_(ids), model.ref_ms.is_not(None),
+                                            model.median_ms.is_not(None))
+                        .values(**values).execution_options(synchronize_session=False))
+    session.expire_all()
+    for table in tables:
+        T.touch(session, session.get(Table, table.id))
 
 
 def to_nominal(stats: OpStats, nominal: float) -> OpStats:
@@ -42,7 +103,7 @@ def to_nominal(stats: OpStats, nominal: float) -> OpStats:
     if stats.ref_ms is None or stats.ref_ms <= 0:
         return stats
     factor = nominal / stats.ref_ms
-    return stats.model_copy(update={f: getattr(stats, f) * factor for f in SCALED})
+    return stats.model_copy(update={**{f: getattr(stats, f) * factor for f in SCALED}, "nominal_ms": nominal})
 
 
 def normalise(session: Session, stats: OpStats, *, device_id: int, backend: str, threads: int) -> OpStats:

@@ -16,7 +16,7 @@ from shared.arch import Arch, from_net_config, resolve
 from shared.schemas import NetworkCreate, NetworkOut, OpStats
 from shared.specs import Limits, SpecError, parse_key, validate
 
-_STATS = ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "count", "ref_ms")
+_STATS = ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "count", "ref_ms", "nominal_ms")
 
 
 def _table_ms(session: Session, table: Table, keys: Sequence[str]) -> dict[str, float]:

@@ -16,7 +16,7 @@ from profiler_service.services.errors import Invalid, NotFound
 from shared import specs as S
 from shared.schemas import LookupResponse, OpStats, TableOut, TableSummary
 
-STAT_FIELDS = ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "count", "ref_ms")
+STAT_FIELDS = ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "count", "ref_ms", "nominal_ms")
 # Keys are checked for shape only here (lookups, imports): device limits guard what gets *built*.
 SYNTAX_LIMITS = S.Limits(max_channels=10**6, max_resolution=10**5, max_batch=10**6,
                          max_activation_mb=float("inf"))

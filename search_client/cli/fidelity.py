@@ -17,6 +17,7 @@ from search_client.latency.fidelity import (
     scatter_png,
     score,
 )
+from search_client.latency.model import calibration_fits
 from shared.calibration import Calibration
 from shared.spaces import SPACES, get_space
 
@@ -45,10 +46,14 @@ def _measure(client, args, space, archs, what: str) -> list[Measured]:
 
 
 def _calibrate(client, args, space) -> dict:
+    """One request: the device draws, measures and fits; a bar follows its progress in networks."""
     if args.samples < 3:
         raise ValueError(f"--samples {args.samples}: calibration needs at least 3 networks")
-    calib = _measure(client, args, space, sample_choices(space, args.samples, args.seed), "calibration")
-    return client.calibrate(args.table, [m.network_id for m in calib])
+    with tqdm(total=args.samples, desc="measuring calibration networks", unit="net") as bar:
+        return client.calibrate_table(args.table, space=space.name, resolution=space.resolution,
+                                      width_mult=space.width_mult, num_classes=space.num_classes,
+                                      samples=args.samples, seed=args.seed,
+                                      progress=lambda job: bar.update(job["done"] - bar.n))
 
 
 def add_calibrate(p: argparse.ArgumentParser) -> None:
@@ -60,9 +65,10 @@ def run_calibrate(args) -> int:
 
     with ProfilerClient(args.profiler, api_key=args.api_key) as client:
         cal = _calibrate(client, args, _space(args))
-    print(f"calibration v{cal['version']} of table {args.table}: intercept {cal['intercept_ms']:.3f} ms, "
-          f"global scale {cal['scale']:.3f}, {len(cal['group_scales'])} group scales, ridge {cal['ridge']:g}, "
-          f"leave-one-out RMSPE {100 * cal['loo_rmspe']:.2f}% on {cal['n_networks']} networks")
+    print(f"calibration v{cal['version']} of table {args.table} ({args.space} @ {args.resolution}): model "
+          f"{cal.get('model', 'group')}, intercept {cal['intercept_ms']:.3f} ms, global scale {cal['scale']:.3f}, "
+          f"{cal.get('per_op_ms', 0.0) * 1e3:.1f} us per op, {len(cal['group_scales'])} group scales, ridge "
+          f"{cal['ridge']:g}, leave-one-out RMSPE {100 * cal['loo_rmspe']:.2f}% on {cal['n_networks']} networks")
     return 0
 
 
@@ -88,8 +94,9 @@ def run_validate(args) -> int:
     space = _space(args)
     with ProfilerClient(args.profiler, api_key=args.api_key) as client:
         cal = client.get_calibration(args.table)
-        if not cal:
-            print(f"table {args.table} has no calibration: fitting one from {args.calib_samples} networks")
+        if not cal or not calibration_fits(cal, space):
+            print(f"table {args.table} has no calibration for {args.space} @ {args.resolution}: fitting one "
+                  f"from {args.calib_samples} networks")
             cal = _calibrate(client, argparse.Namespace(**{**vars(args), "samples": args.calib_samples,
                                                            "seed": args.calib_seed}), space)
         calib = _calibration_set(client, cal)

@@ -25,7 +25,7 @@ from search_client.engine import checkpoint, ddp
 from search_client.engine.loop import bn_batch_stats, cosine_lr, endless, loader, trim_log
 from search_client.latency.constraint import check_feasible, over_limit_penalty, project_under
 from search_client.latency.losses import check_target, latency_loss
-from search_client.latency.model import LatencyModel
+from search_client.latency.model import LatencyModel, calibration_fits
 from search_client.supernet.supernet import SuperNet
 from shared.spaces import SearchSpace, get_space
 
@@ -113,7 +113,7 @@ def latency_model(entries: dict[str, float] | None, space: SearchSpace,
     if entries is None:
         return None
     cal = None
-    if calibration:
+    if calibration and calibration_fits(calibration, space):  # a calibration of this space and size only
         from shared.calibration import Calibration  # only calibrated tables need it
 
         cal = Calibration.from_dict(calibration)

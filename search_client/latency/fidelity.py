@@ -8,30 +8,17 @@ networks are kept disjoint.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared.arch import make_arch
 from shared.calibration import Calibration, error_stats, fit_scale
+from shared.sampling import sample_choices
 from shared.schemas import NetworkOut
 from shared.spaces import SearchSpace
 
-
-def sample_choices(space: SearchSpace, n: int, seed: int,
-                   exclude: set[tuple[str, ...]] = frozenset()) -> list[list[str]]:
-    """n distinct random architectures (uniform per layer), none of them in ``exclude``."""
-    rng = random.Random(seed)
-    seen, out = set(exclude), []
-    for _ in range(n * 100):
-        choices = tuple(rng.choice(layer.candidates) for layer in space.layers)
-        if choices not in seen:
-            seen.add(choices)
-            out.append(list(choices))
-            if len(out) == n:
-                return out
-    raise ValueError(f"could not draw {n} distinct architectures outside the {len(exclude)} excluded ones")
+__all__ = ["Measured", "format_report", "measure_all", "predictions", "sample_choices", "scatter_png", "score"]
 
 
 @dataclass

@@ -7,6 +7,7 @@ silently returned 200 ms for an unknown key, which steers a search toward whatev
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Protocol
 
 import torch
@@ -16,6 +17,7 @@ from shared.spaces import Layer, SearchSpace
 if TYPE_CHECKING:
     from shared.schemas import TableOut
 
+log = logging.getLogger(__name__)
 MAX_LISTED = 20  # keys named in the error message; the exception carries all of them
 
 
@@ -52,6 +54,21 @@ def required_keys(space: SearchSpace) -> list[str]:
     return list(dict.fromkeys(s.key for s in specs if s is not None))
 
 
+def calibration_fits(calibration: dict, space: SearchSpace) -> bool:
+    """A calibration fitted on networks of another space or size says nothing about this one (a 224 px
+    calibration applied at 32 px mispredicts by tens of percent); one that names no scope is trusted."""
+    scope = calibration.get("scope")
+    if not scope:
+        return True
+    here = {"space": space.name, "resolution": space.resolution, "width_mult": space.width_mult,
+            "num_classes": space.num_classes}
+    if all(scope.get(k) == v for k, v in here.items()):
+        return True
+    log.warning("table calibration was fitted on %s, not %s: using the raw table sum (calibrate this size: "
+                "search-client calibrate)", scope, here)
+    return False
+
+
 class LatencyModel:
     """Per-layer cost vectors (ms per candidate, zero = 0) and the fixed cost of prefix + suffix."""
 
@@ -84,7 +101,7 @@ class LatencyModel:
     def from_table(cls, table: TableOut, space: SearchSpace, use_calibration: bool = True) -> LatencyModel:
         """Medians of a table; its calibration (from measured networks) when it carries one."""
         calibration = None
-        if use_calibration and table.calibration:
+        if use_calibration and table.calibration and calibration_fits(table.calibration, space):
             from shared.calibration import Calibration  # only tables with a calibration need it
 
             calibration = Calibration.from_dict(table.calibration)
@@ -126,4 +143,4 @@ class LatencyModel:
         return [(n, 0.0 if s is None else self.op_ms(s.key)) for n, s in zip(choices, specs, strict=True)]
 
 
-__all__ = ["CalibrationLike", "LatencyModel", "MissingKeysError", "required_keys"]
+__all__ = ["CalibrationLike", "LatencyModel", "MissingKeysError", "calibration_fits", "required_keys"]

@@ -316,6 +316,30 @@ class ProfilerClient:
         return self._json("POST", f"/v1/tables/{table_id}/calibration", idempotent=False,
                           json={"network_ids": network_ids})
 
+    def submit_calibration(self, table_id: str, *, space: str, resolution: int | None = None,
+                           width_mult: float | None = None, num_classes: int | None = None, samples: int = 20,
+                           seed: int = 0) -> dict:
+        """Queue a calibration job: the device draws ``samples`` random networks of the space from
+        ``seed``, measures them and fits the table's calibration. Returns the job (``/v1/jobs/{id}``)."""
+        body = {"samples": samples, "seed": seed, "space": space, "resolution": resolution,
+                "width_mult": width_mult, "num_classes": num_classes}
+        return self._json("POST", f"/v1/tables/{table_id}/calibration", idempotent=False,
+                          json={k: v for k, v in body.items() if v is not None})
+
+    def calibrate_table(self, table_id: str, *, space: str, resolution: int | None = None,
+                        width_mult: float | None = None, num_classes: int | None = None, samples: int = 20,
+                        seed: int = 0, wait: bool = True, timeout: float | None = 3600,
+                        progress: Callable[[dict], None] | None = None) -> dict:
+        """Calibrate a table in one call: with ``wait`` (default), block until the device has measured the
+        networks and fitted, and return the calibration (``Calibration.from_dict``); else return the job.
+        ``progress(job)`` sees every poll (``done``/``total`` networks). Failed -> JobFailed."""
+        job = self.submit_calibration(table_id, space=space, resolution=resolution, width_mult=width_mult,
+                                      num_classes=num_classes, samples=samples, seed=seed)
+        if not wait:
+            return job
+        self.wait_job(job["id"], timeout=timeout, progress=progress)
+        return self._json("GET", f"/v1/tables/{table_id}/calibration")
+
     def wait_healthy(self, timeout: float = 60) -> dict:
         """Poll /healthz until the service answers (a freshly started one takes a few seconds)."""
         deadline = time.monotonic() + timeout

@@ -25,7 +25,7 @@ def test_validate_calibrates_then_scores_unseen_networks(profiler_url, table_id,
                "--calib-samples", "4", "--out", str(png)])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert "has no calibration: fitting one from 4 networks" in out
+    assert "has no calibration for proxyless-cifar @ 8: fitting one from 4 networks" in out
     for model in ("raw sum", "one factor", "calibrated"):
         assert model in out
     assert "4 validation networks, none among the 4 calibration networks" in out
@@ -37,6 +37,14 @@ def test_validate_calibrates_then_scores_unseen_networks(profiler_url, table_id,
     rc = main(["calibrate", "--profiler", profiler_url, "--table", table_id, *ARGS, "--samples", "3",
                "--seed", "7"])
     assert rc == 0 and "calibration v2" in capsys.readouterr().out
+
+    with ProfilerClient(profiler_url) as client:  # what the search and the demo call
+        job = client.calibrate_table(table_id, space="proxyless-cifar", resolution=8, width_mult=0.25, samples=3,
+                                     seed=9, wait=False)
+        assert (job["kind"], job["total"]) == ("calibration", 3)
+        client.wait_job(job["id"], timeout=600)
+        cal = client.get_calibration(table_id)
+        assert (cal["version"], cal["seed"], cal["scope"]["resolution"]) == (3, 9, 8)
 
 
 def test_calibrate_rejects_too_few_samples(profiler_url, table_id, capsys):

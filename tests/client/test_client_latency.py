@@ -168,3 +168,39 @@ def test_from_table_applies_shared_calibration(space, table):
     assert want != pytest.approx(1.25 * sum(table[s.key] for s in space.arch_specs(choices)) + 2.0)  # groups
     assert LatencyModel.from_table(t, space, use_calibration=False).predict(choices) == pytest.approx(
         sum(table[s.key] for s in space.arch_specs(choices)))
+
+
+def test_a_per_op_calibration_keeps_expected_latency_differentiable_and_exact(space, table):
+    from shared.calibration import Calibration
+
+    cal = Calibration(intercept_ms=0.2, scale=1.1, per_op_ms=0.03, model="affine+per-op")
+    m = LatencyModel(table, space, calibration=cal)
+    choices = [layer.candidates[-1] for layer in space.layers]  # zero where a layer has one
+    keys = [s.key for s in space.arch_specs(choices)]
+    assert m.predict(choices) == pytest.approx(cal.predict(keys, table))
+    logits = [torch.zeros(len(layer.candidates), requires_grad=True) for layer in space.layers]
+    one_hot = [torch.eye(len(layer.candidates))[-1] * 1000.0 for layer in space.layers]
+    lat = m.expected_latency([torch.softmax(lg + oh, 0) for lg, oh in zip(logits, one_hot, strict=True)])
+    assert lat.item() == pytest.approx(m.predict(choices), rel=1e-4)
+    torch.softmax(logits[2], 0).mul(m.layer_costs[2]).sum().backward()
+    assert logits[2].grad is not None and logits[2].grad.abs().sum() > 0
+    zero_at = space.layers[2].candidates.index("zero")
+    assert m.layer_costs[2][zero_at].item() == 0.0  # a skipped layer pays no per-op cost
+
+
+def test_a_calibration_of_another_size_is_not_applied(space, table):
+    from shared.calibration import Calibration
+
+    entries = {k: OpStats(median_ms=v, mean_ms=v, std_ms=0, p10_ms=v, p90_ms=v, count=1) for k, v in table.items()}
+    cal = Calibration(intercept_ms=2.0, scale=1.25).to_dict()
+
+    def model(scope):
+        t = TableOut(id="t3", device="box", backend="onnxruntime", threads=1, batch=1, dtype="float32",
+                     updated_at=None, etag="e", entries=entries, calibration={**cal, "scope": scope})
+        return LatencyModel.from_table(t, space)
+
+    here = {"space": "proxyless-mobile", "resolution": 32, "width_mult": 1.0, "num_classes": 1000}
+    choices = ["3x3_MBConv6"] * 21
+    raw = sum(table[s.key] for s in space.arch_specs(choices))
+    assert model(here).predict(choices) == pytest.approx(1.25 * raw + 2.0)
+    assert model({**here, "resolution": 224}).predict(choices) == pytest.approx(raw)

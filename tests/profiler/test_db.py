@@ -42,7 +42,7 @@ def add_job(db: Database, device_id: int, **kw) -> str:
 def test_schema_is_migrated_and_matches_models(db: Database):
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0003"
     init_db(db.url).dispose()  # upgrading an up-to-date database is a no-op
 
 
@@ -241,3 +241,34 @@ def test_a_0001_database_upgrades_with_its_rows_intact(tmp_path):
     with db.session(write=False) as s:
         m = s.scalar(select(Measurement))
         assert (m.key, m.median_ms, m.ref_ms) == ("k", 1.5, None)
+
+
+def test_a_0002_database_upgrades_and_its_figures_name_their_nominal(tmp_path):
+    from sqlalchemy import create_engine
+
+    from profiler_service.db.migrate import upgrade
+    from profiler_service.db.models import DriftReference
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    upgrade(engine, "0002")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO devices (name, fingerprint, created_at, updated_at) "
+                          "VALUES ('old', '{}', '2026-01-01', '2026-01-01')"))
+        conn.execute(text("INSERT INTO tables (id, device_id, backend, threads, batch, dtype, created_at, "
+                          "updated_at, etag) VALUES ('t1', 1, 'onnxruntime', 1, 1, 'float32', '2026-01-01', "
+                          "'2026-01-01', 'e')"))
+        conn.execute(text("INSERT INTO drift_references (device_id, backend, threads, reference, nominal_ms, "
+                          "created_at) VALUES (1, 'onnxruntime', 1, 'r', 4.5, '2026-01-01')"))
+        for key, ref in (("k", "4.0"), ("raw", "NULL")):
+            conn.execute(text("INSERT INTO measurements (table_id, key, median_ms, mean_ms, std_ms, p10_ms, "
+                              f"p90_ms, count, ref_ms, measured_at) VALUES ('t1', '{key}', 1.5, 1.5, 0.1, 1.4, "
+                              f"1.6, 20, {ref}, '2026-01-01')"))
+    engine.dispose()
+    db = init_db(url)
+    with db.session(write=False) as s:
+        rows = {m.key: m for m in s.scalars(select(Measurement))}
+        assert (rows["k"].median_ms, rows["k"].nominal_ms) == (1.5, 4.5)
+        assert rows["raw"].nominal_ms is None  # no reference timed: not scaled to any nominal
+        ref = s.scalar(select(DriftReference))
+        assert (ref.version, ref.source, ref.updated_at is not None) == (1, "first-observation", True)

@@ -3,6 +3,7 @@
 import pytest
 
 from profiler_service.db.engine import Database
+from profiler_service.db.models import Device, Network
 from profiler_service.services import drift as D
 from shared.schemas import OpStats
 
@@ -43,3 +44,52 @@ def test_a_different_reference_workload_gets_its_own_nominal(db: Database, devic
     with db.session() as s:
         assert D.nominal_ms(s, device_id, "onnxruntime", 1, 2.0) == 2.0
         assert D.nominal_ms(s, device_id, "onnxruntime", 1, 7.0, reference="another@224") == 7.0
+
+
+KEY = "expanded_conv-input:8x8x16-output:8x8x16-expand:3-kernel:3-stride:1-idskip:1"
+
+
+def _table_with_entry(s, device_id: int, median: float, ref: float):
+    from profiler_service.services import tables as T
+
+    table = T.get_or_create_table(s, s.get(Device, device_id), "onnxruntime", 1, 1)
+    stored = D.normalise(s, _stats(median, ref), device_id=device_id, backend="onnxruntime", threads=1)
+    T.upsert_measurements(s, table, {KEY: stored})
+    net = Network(table_id=table.id, arch={"keys": [KEY]}, status="done")
+    for f in ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "count", "ref_ms", "nominal_ms"):
+        setattr(net, f, getattr(stored, f))
+    s.add(net)
+    s.flush()
+    return table, net
+
+
+def test_a_burst_replaces_a_first_observation_and_rescales_what_is_stored(db: Database, device_id: int):
+    from profiler_service.services import tables as T
+
+    with db.session() as s:
+        table, net = _table_with_entry(s, device_id, 10.0, 2.5)  # the first observation: a slow stretch
+        assert D.current(s, device_id, "onnxruntime", 1).source == D.FIRST
+        etag, table_id, net_id = table.etag, table.id, net.id
+    with db.session() as s:
+        row = D.record_quiet(s, device_id, "onnxruntime", 1, 2.0)  # the reference alone, quiet: 2.0 ms
+        assert (row.nominal_ms, row.version, row.source) == (2.0, 2, D.BURST)
+    with db.session() as s:
+        entry = T.entries(s, table_id)[KEY]
+        # measured 10 ms while the reference took 2.5: at the quiet speed it is 10 * 2.0 / 2.5
+        assert entry.median_ms == pytest.approx(8.0) and entry.p90_ms == pytest.approx(8.8)
+        assert entry.nominal_ms == 2.0 and entry.ref_ms == 2.5
+        assert s.get(Network, net_id).median_ms == pytest.approx(8.0)
+        assert s.get(Network, net_id).nominal_ms == 2.0
+        assert T.get_table(s, table_id).etag != etag  # clients refetch the rescaled table
+
+
+def test_only_a_clearly_quieter_burst_makes_a_new_version(db: Database, device_id: int):
+    with db.session() as s:
+        assert D.record_quiet(s, device_id, "onnxruntime", 1, 2.0).version == 1
+        assert D.record_quiet(s, device_id, "onnxruntime", 1, 2.6).nominal_ms == 2.0  # busier: shared, not slower
+        assert D.record_quiet(s, device_id, "onnxruntime", 1, 1.99).version == 1  # within the noise
+        row = D.record_quiet(s, device_id, "onnxruntime", 1, 1.8)
+        assert (row.nominal_ms, row.version) == (1.8, 2)
+        # a later result is scaled to the current nominal
+        assert D.normalise(s, _stats(9.0, 2.7), device_id=device_id, backend="onnxruntime",
+                           threads=1).median_ms == pytest.approx(6.0)

@@ -1,23 +1,38 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Response, status
 
-from profiler_service.api.deps import ApiKey, SessionDep
+from profiler_service.api.deps import ApiKey, RuntimeDep, SessionDep, SettingsDep
 from profiler_service.services import calibration as C
+from profiler_service.services import calibration_jobs as CJ
+from profiler_service.services import jobs as J
 from profiler_service.services import tables as T
+from profiler_service.services.devices import get_device
 from shared.schemas import CalibrationCreate
 
 router = APIRouter(prefix="/v1/tables", tags=["calibration"])
 
 
-@router.post("/{table_id}/calibration", status_code=status.HTTP_201_CREATED, dependencies=[ApiKey])
-def fit_calibration(table_id: str, req: CalibrationCreate, session: SessionDep) -> dict:
-    """Fit the table's calibrated model from networks this device measured against it (a new version).
+@router.post("/{table_id}/calibration", status_code=status.HTTP_201_CREATED, dependencies=[ApiKey],
+             responses={202: {"description": "with ``samples``: the calibration job (JobOut), progress in "
+                                             "networks measured; the fit lands in the table when it is done"}})
+def fit_calibration(table_id: str, req: CalibrationCreate, session: SessionDep, runtime: RuntimeDep,
+                    settings: SettingsDep, response: Response) -> dict:
+    """Fit the table's calibrated model (a new version), from networks this device measured against it
+    (``network_ids``: 201 with the calibration), or from ``samples`` random networks of ``space`` drawn
+    from ``seed`` that the device measures first (202 with the job; poll ``/v1/jobs/{id}``).
 
     Served with the table (``calibration``) and used by the client's LatencyModel; networks not named
     here stay unseen by it, so they can validate it.
     """
-    return C.fit_table_calibration(session, T.get_table(session, table_id), req.network_ids)
+    table = T.get_table(session, table_id)
+    if req.samples is None:
+        return C.fit_table_calibration(session, table, req.network_ids)
+    device = get_device(session, runtime.device_name)
+    job = CJ.create_calibration_job(session, table, req, device=device, limits=settings.limits,
+                                    backends=runtime.backends)
+    response.status_code = status.HTTP_202_ACCEPTED
+    return J.job_out(job).model_dump(mode="json")
 
 
 @router.get("/{table_id}/calibration")

@@ -1,0 +1,106 @@
+"""Are served milliseconds the device's real speed? Two checks of the quiet nominal (issue 11, item 1).
+
+1. Served vs direct: a fresh service profiles the ops of N random networks and measures the networks;
+   each network's ONNX file is then timed directly (onnxruntime, 1 thread, many runs, the service
+   idle). Served and direct should agree within 3%.
+2. Two fresh services: a second service with a new database profiles the same ops; the table sums of
+   the same networks should agree within 3% across the two.
+
+"Direct" is reported twice: the plain median of all runs, and the median of the quietest block of runs
+(the estimator the nominal uses): on a machine other tenants keep busy, the plain median is the busy
+speed, not the quiet one. The load average is printed with the figures.
+
+    .venv/bin/python bench/nominal.py [--resolution 160] [--nets 10] [--seed 11] [--direct-s 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from bench_server import profiler
+
+from profiler_service.measure.backends import OnnxRuntimeBackend, export_onnx
+from profiler_service.measure.nominal import quiet_ms
+from shared.arch import make_arch, net_from_keys
+from shared.sampling import sample_choices
+from shared.spaces import get_space
+from shared.specs import parse_key
+
+
+def profile_and_sum(client, keys: list[str], nets: list[list[str]]) -> tuple[str, list[float]]:
+    job = client.wait_job(client.submit_profile(keys=keys)["id"], timeout=7200)
+    table = client.get_table(job["table_id"])
+    return job["table_id"], [sum(table.entries[k].median_ms for k in ks) for ks in nets]
+
+
+def direct_ms(keys: list[str], workdir: Path, seconds: float) -> tuple[float, float]:
+    """(median, quietest-block median) of the network's ONNX run directly, 1 thread."""
+    backend = OnnxRuntimeBackend(threads=1, cache_dir=workdir)
+    shape = parse_key(keys[0]).input_shape(1)
+    path = export_onnx(net_from_keys(keys), shape, workdir / f"{abs(hash(tuple(keys)))}.onnx")
+    sess = backend.session(path)
+    feed = {"x": np.random.default_rng(0).standard_normal(shape, dtype=np.float32)}
+    for _ in range(20):
+        sess.run(None, feed)
+    samples, end = [], time.perf_counter() + seconds
+    while time.perf_counter() < end or len(samples) < 150:
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(samples)), quiet_ms(samples)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--space", default="proxyless-mobile")
+    p.add_argument("--resolution", type=int, default=160)
+    p.add_argument("--nets", type=int, default=10)
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--direct-s", type=float, default=4.0)
+    args = p.parse_args()
+    space = get_space(args.space, args.resolution)
+    archs = [make_arch(space, c) for c in sample_choices(space, args.nets, args.seed)]
+    nets = [a.keys for a in archs]
+    keys = list(dict.fromkeys(k for ks in nets for k in ks))
+    print(f"{args.space} @ {args.resolution}: {len(nets)} networks, {len(keys)} ops; "
+          f"load average at start {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        with profiler(tmp / "a", "nominal-a") as client:
+            table_a, sums_a = profile_and_sum(client, keys, nets)
+            ids = [client.measure_network(table_a, {"space": a.space, "resolution": a.resolution,
+                                                    "width_mult": a.width_mult, "num_classes": a.num_classes,
+                                                    "choices": a.choices}) for a in archs]
+            served = [client.wait_network(i, timeout=3600).measured for i in ids]
+        load_direct = os.getloadavg()[0]
+        direct = [direct_ms(ks, tmp / "direct", args.direct_s) for ks in nets]
+        with profiler(tmp / "b", "nominal-b") as client:
+            _, sums_b = profile_and_sum(client, keys, nets)
+    print(f"\n1. served vs direct (service A's nominal {served[0].nominal_ms:.3f} ms; load average during "
+          f"the direct runs {load_direct:.2f})")
+    print(f"{'net':>4} {'served ms':>10} {'direct median':>14} {'direct quiet':>13} {'vs median':>10} {'vs quiet':>9}")
+    vs_med, vs_quiet = [], []
+    for i, (s, (med, quiet)) in enumerate(zip(served, direct, strict=True)):
+        vs_med.append(s.median_ms / med - 1)
+        vs_quiet.append(s.median_ms / quiet - 1)
+        print(f"{i:>4} {s.median_ms:10.3f} {med:14.3f} {quiet:13.3f} {100 * vs_med[-1]:+9.2f}% "
+              f"{100 * vs_quiet[-1]:+8.2f}%")
+    for name, v in (("direct median", vs_med), ("direct quiet", vs_quiet)):
+        v = np.abs(v)
+        print(f"served vs {name}: max |diff| {100 * v.max():.2f}%, mean |diff| {100 * v.mean():.2f}%, "
+              f"within 3%: {int((v <= 0.03).sum())}/{len(v)}")
+    rel = np.abs(np.asarray(sums_a) / np.asarray(sums_b) - 1)
+    print(f"\n2. two fresh services, table sums of the same {len(nets)} networks: max |diff| "
+          f"{100 * rel.max():.2f}%, mean {100 * rel.mean():.2f}%, within 3%: {int((rel <= 0.03).sum())}/{len(rel)}")
+    print("   sums A: " + " ".join(f"{v:.2f}" for v in sums_a))
+    print("   sums B: " + " ".join(f"{v:.2f}" for v in sums_b))
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The device's nominal speed: the drift reference timed alone, in a burst, at its quietest.
+
+Results are stored as ``stats * nominal_ms / ref_ms`` (``services/drift.py``). For the figures a table
+serves to be the device's real speed, ``nominal_ms`` must be the reference's latency when nothing else
+runs: not its first observation, which on a shared machine may fall in a slow stretch (one table served
+54.9 ms for a network that ran at 43.0 ms). So each worker, before its first job on a configuration,
+times the reference in a dedicated burst of short blocks and takes the fastest block median: a block
+the other tenants left alone runs at the quiet speed, and its median (not a single run) is that speed
+without the luck of one fast run. The store keeps the quietest estimate seen (``services/drift.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from profiler_service.measure.protocol import Protocol
+from shared.schemas import OpStats
+
+LABEL = "__nominal__"  # the burst's result label in the child's stream (never an op key)
+BLOCK_RUNS = 15
+BLOCKS = 12
+WARMUP_RUNS = 10
+
+
+def quiet_ms(samples_ms: np.ndarray | list[float], block: int = BLOCK_RUNS) -> float:
+    """The fastest median of consecutive blocks: the speed of the quietest stretch of the burst."""
+    a = np.asarray(samples_ms, dtype=np.float64)
+    n = len(a) // block
+    if n == 0:
+        return float(np.median(a))
+    return float(np.median(a[: n * block].reshape(n, block), axis=1).min())
+
+
+def burst(reference: Callable[[], object], timer: Callable[[], float], protocol: Protocol) -> OpStats:
+    """Time the reference alone; ``median_ms`` is the quiet-speed estimate, the rest describe the burst."""
+    for _ in range(WARMUP_RUNS):
+        reference()
+    samples = []
+    for _ in range(BLOCKS * BLOCK_RUNS):
+        t0 = timer()
+        reference()
+        samples.append((timer() - t0) * 1e3)
+    a = np.asarray(samples)
+    q = quiet_ms(a)
+    return OpStats(median_ms=q, mean_ms=float(a.mean()), std_ms=float(a.std(ddof=1)),
+                   p10_ms=float(np.percentile(a, 10)), p90_ms=float(np.percentile(a, 90)), count=len(a),
+                   ref_ms=q)

@@ -1,0 +1,85 @@
+"""Calibration as one request: the device draws networks from a seed, measures them, fits; progress over REST."""
+
+from __future__ import annotations
+
+import httpx
+from profiler_helpers import wait_for, wait_job
+
+from shared.sampling import sample_choices
+from shared.spaces import get_space
+
+SPACE = {"space": "proxyless-cifar", "resolution": 8, "width_mult": 0.25, "num_classes": 10}
+
+
+def _profiled_table(api: httpx.Client) -> str:
+    r = api.post("/v1/jobs", json={"backend": "onnxruntime", **SPACE})
+    assert r.status_code == 202, r.text
+    job = wait_job(api, r.json()["id"])
+    assert job["status"] == "done", job
+    return job["table_id"]
+
+
+def test_calibration_job_measures_seeded_networks_and_fits(api: httpx.Client):
+    table_id = _profiled_table(api)
+    # the shared test server has one table per configuration: other tests may have calibrated it already
+    before = (api.get(f"/v1/tables/{table_id}").json()["calibration"] or {}).get("version", 0)
+    r = api.post(f"/v1/tables/{table_id}/calibration", json={"samples": 3, "seed": 5, **SPACE})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert (job["kind"], job["total"], job["done"], job["table_id"]) == ("calibration", 3, 0, table_id)
+    seen_done = set()
+    job = wait_job(api, job["id"], until=lambda j: seen_done.add(j["done"]) or j["status"] in
+                   ("done", "failed", "cancelled"))
+    assert (job["status"], job["done"], job["error"]) == ("done", 3, None), job
+    assert seen_done <= {0, 1, 2, 3} and 3 in seen_done
+
+    cal = api.get(f"/v1/tables/{table_id}/calibration").json()
+    assert cal["n_networks"] == 3 and cal["version"] == before + 1 and cal["job_id"] == job["id"]
+    assert cal["scope"] == SPACE and cal["seed"] == 5
+    space = get_space(*SPACE.values())
+    drawn = [api.get(f"/v1/networks/{i}").json() for i in cal["networks"]]
+    # the same seed names the same networks on the client (shared.sampling)
+    assert [n["arch"]["choices"] for n in drawn] == sample_choices(space, 3, 5)
+    for n in drawn:
+        assert n["status"] == "done" and n["measured"]["median_ms"] > 0 and n["calibrated_ms"] > 0
+    # one clock: the networks and the table's entries are scaled to the same quiet nominal
+    entries = api.get(f"/v1/tables/{table_id}").json()["entries"]
+    nominals = {n["measured"]["nominal_ms"] for n in drawn} | {e["nominal_ms"] for e in entries.values()
+                                                                if e["ref_ms"] is not None}  # not imports
+    assert len(nominals) == 1 and nominals.pop() > 0
+    assert api.get(f"/v1/tables/{table_id}").json()["calibration"]["version"] == before + 1
+
+    again = api.post(f"/v1/tables/{table_id}/calibration", json={"samples": 3, "seed": 6, **SPACE}).json()
+    assert wait_job(api, again["id"])["status"] == "done"
+    assert api.get(f"/v1/tables/{table_id}/calibration").json()["version"] == before + 2
+
+
+def test_calibration_job_rejects_bad_requests(api: httpx.Client):
+    r = api.post("/v1/jobs", json={"backend": "onnxruntime", "keys": [
+        "Logits-input:8x8x16-output:10"]})
+    table_id = wait_job(api, r.json()["id"])["table_id"]
+    for body, words in [({"seed": 1, **SPACE}, "exactly one of"),
+                        ({"samples": 3, "network_ids": ["a", "b", "c"], **SPACE}, "exactly one of"),
+                        ({"samples": 3}, "needs 'space'"),
+                        ({"samples": 2, **SPACE}, "samples"),
+                        ({"samples": 3, **SPACE, "space": "nope"}, "unknown space"),
+                        ({"samples": 3, **SPACE, "resolution": 4000}, "resolution")]:
+        r = api.post(f"/v1/tables/{table_id}/calibration", json=body)
+        assert r.status_code == 422 and words in r.text, (body, r.text)
+    # a table without the space's ops (and no profile of them queued) is refused up front, saying why
+    r = api.post(f"/v1/tables/{table_id}/calibration", json={"samples": 3, **{**SPACE, "resolution": 16}})
+    assert r.status_code == 422 and "profile the space" in r.json()["detail"], r.text
+    assert api.post("/v1/tables/nope/calibration", json={"samples": 3, **SPACE}).status_code == 404
+
+
+def test_calibration_queued_behind_its_profile_runs_after_it(api: httpx.Client):
+    """One call chain for the demo: profile, then calibrate at once; the job waits its turn in the queue."""
+    space = {**SPACE, "resolution": 12}
+    r = api.post("/v1/jobs", json={"backend": "onnxruntime", **space})
+    profile = r.json()
+    r = api.post(f"/v1/tables/{profile['table_id']}/calibration", json={"samples": 3, **space})
+    assert r.status_code == 202, r.text
+    job = wait_job(api, r.json()["id"])
+    assert job["status"] == "done", job
+    assert wait_for(lambda: api.get(f"/v1/jobs/{profile['id']}").json(), lambda j: j["status"] == "done",
+                    "profile")["done"] == profile["total"]
