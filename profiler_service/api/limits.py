@@ -24,8 +24,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from ipaddress import ip_address
 
-from starlette.exceptions import HTTPException
-
 Scope = dict
 Message = dict
 Receive = Callable[[], Awaitable[Message]]
@@ -69,13 +67,6 @@ def _needs_key(method: str, path: str) -> bool:
     return method in WRITE_METHODS and not path.endswith(_READ_POSTS)
 
 
-class _TooLarge(HTTPException):
-    """Raised from inside the body stream: FastAPI passes an HTTPException through its body parsing."""
-
-    def __init__(self, cap: int, path: str):
-        super().__init__(413, f"body: over the {cap}-byte limit of {path}")
-
-
 async def _reply(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
@@ -112,7 +103,13 @@ class RequestGuard:
                 await _reply(send, 413, f"body: {int(declared)} bytes over the {cap}-byte limit of {path}")
                 return
         elif method in WRITE_METHODS:
-            receive = self._capped(receive, cap, path)
+            # A chunked body: read here, up to the cap, and replayed to the app (a limit raised from inside
+            # the app's receive would surface as a 400 parse error).
+            body = await self._read_capped(receive, cap)
+            if body is None:
+                await _reply(send, 413, f"body: over the {cap}-byte limit of {path}")
+                return
+            receive = _replay(body, receive)
         if method == "HEAD":
             scope, send = {**scope, "method": "GET"}, _drop_body(send)
         if path in _UNCOUNTED:
@@ -139,19 +136,31 @@ class RequestGuard:
         return None
 
     @staticmethod
-    def _capped(receive: Receive, cap: int, path: str) -> Receive:
-        """A chunked body: count bytes as they arrive and stop past the cap."""
-        seen = 0
-
-        async def wrapped() -> Message:
-            nonlocal seen
+    async def _read_capped(receive: Receive, cap: int) -> bytes | None:
+        chunks, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > cap:
-                    raise _TooLarge(cap, path)
-            return message
-        return wrapped
+            if message["type"] != "http.request":
+                return b"".join(chunks)
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > cap:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def wrapped() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: the disconnect, when it comes
+    return wrapped
 
 
 def _drop_body(send: Send) -> Send:

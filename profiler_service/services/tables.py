@@ -60,10 +60,10 @@ def check_key(key: str, where: str = "key") -> S.OpSpec:
     try:
         return S.parse_key(key, SYNTAX_LIMITS)
     except S.SpecError as e:
-        raise Invalid(where, f"{_short(key)}: {e}") from None
+        raise Invalid(where, f"{quote(key)}: {e}") from None
 
 
-def _short(text: str, n: int = 120) -> str:
+def quote(text: str, n: int = 120) -> str:
     """A key quoted in an error, cut short: the message must not echo a megabyte back."""
     return repr(text) if len(text) <= n else repr(text[:n]) + f"... ({len(text)} characters)"
 
