@@ -94,7 +94,8 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_the_benchmark_child_dies_with_a_killed_server(server_factory):
     # One op measures for a minute: a child left behind would outlive the guard below by far.
-    srv = server_factory("orphan-child", env={"PROFILER_REL_CI": "1e-9", "PROFILER_BUDGET_S": "60"})
+    srv = server_factory("orphan-child", env={"PROFILER_REL_CI": "1e-9", "PROFILER_BUDGET_S": "60",
+                                              "PROFILER_MAX_RUNS": "100000000"})
     with httpx.Client(base_url=srv.url, timeout=60) as api:
         api.post("/v1/jobs", json={"keys": FOUR_KEYS[:1], "backend": "onnxruntime"})
         children = wait_for(lambda: {"pids": _children(srv.proc.pid)}, lambda b: bool(b["pids"]),
