@@ -124,8 +124,9 @@ class RequestGuard:
         if "\x00" in path or b"\x00" in scope.get("query_string", b"") or b"%00" in scope.get("query_string", b""):
             return 422, "path or query: NUL bytes are not allowed", []
         if self.api_key is None:
-            client = (scope.get("client") or (None, None))[0]
-            if not is_loopback(client):
+            client = scope.get("client")
+            # No peer address: a unix socket (local by definition) or an in-process call.
+            if client is not None and not is_loopback(client[0]):
                 return 403, ("this server has no API key, so it serves loopback clients only: set "
                              "PROFILER_API_KEY to serve the network"), []
             return None
