@@ -29,8 +29,9 @@ def _start_runtime(settings: Settings) -> Runtime:
     from profiler_service.measure.fingerprint import fingerprint
     from profiler_service.measure.runner import available_backends
 
-    # The API's pool holds a connection for each request the guard lets work at once, and some spare.
-    db = init_db(settings, pool_size=settings.max_concurrent_requests + 2, max_overflow=4)
+    # The API's pool has a connection for each request the guard lets work at once, and two spare (the
+    # metrics scrape, the lifespan); only 4 stay open when idle, so a fleet on one PostgreSQL stays small.
+    db = init_db(settings, pool_size=4, max_overflow=max(settings.max_concurrent_requests - 2, 0))
     with db.session() as s:
         device_id = ensure_device(s, settings.device_name, fingerprint()).id
     metrics = Metrics(db)
@@ -38,7 +39,7 @@ def _start_runtime(settings: Settings) -> Runtime:
     if settings.worker:
         # Its own engine: a burst of requests must never leave the worker waiting for a connection
         # (a result it cannot store, then a failure it cannot record, left a job running for good).
-        worker = Worker(Database(settings.database_url, pool_size=2, max_overflow=2), settings, device_id,
+        worker = Worker(Database(settings.database_url, pool_size=1, max_overflow=3), settings, device_id,
                         on_op_measured=metrics.op_measured_callback())
         worker.start()
     return Runtime(db=db, metrics=metrics, device_id=device_id, device_name=settings.device_name,

@@ -21,8 +21,10 @@ IMPORT = {"device": "hostile", "backend": "onnxruntime"}
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(request, server_factory, pg_databases):
     db_url = pg_databases() if request.param == "postgresql" else None
-    return server_factory(f"hostile-{request.param}", env={"PROFILER_API_KEY": KEY, "PROFILER_WORKER": "0"},
-                          db_url=db_url)
+    srv = server_factory(f"hostile-{request.param}", env={"PROFILER_API_KEY": KEY, "PROFILER_WORKER": "0"},
+                         db_url=db_url)
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture

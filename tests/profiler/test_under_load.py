@@ -32,7 +32,9 @@ def _burst(url: str, paths: list[str], n: int) -> list[tuple[int, str]]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def busy_server(request, server_factory, pg_databases):
     db_url = pg_databases() if request.param == "postgresql" else None
-    return server_factory(f"load-{request.param}", db_url=db_url)
+    srv = server_factory(f"load-{request.param}", db_url=db_url)
+    yield srv
+    srv.stop()  # its connections go back to the shared PostgreSQL now, not at the end of the session
 
 
 def test_many_concurrent_reads_all_answer_while_a_job_runs(busy_server):
