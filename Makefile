@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench-table bench-memory bench-fidelity clean
+.PHONY: install test lint demo bench-table bench-memory bench-fidelity bench-load clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ bench-memory: install
 
 bench-fidelity: install
 	$(PY) bench/fidelity.py
+
+# The API under 10 / 50 / 200 clients while a job profiles (needs 2 CPUs: server + load on one, benchmark on the other).
+bench-load: install
+	$(PY) bench/api_load.py
 
 clean:
 	rm -rf var runs .pytest_cache

@@ -12,7 +12,9 @@ from fastapi import FastAPI, Request
 
 from profiler_service.api import errors
 from profiler_service.api.deps import Runtime
+from profiler_service.api.limits import BodyCaps, RequestGuard
 from profiler_service.api.routes import api_router
+from profiler_service.db.engine import Database
 from profiler_service.db.migrate import init_db
 from profiler_service.metrics import Metrics
 from profiler_service.services.devices import ensure_device
@@ -27,13 +29,18 @@ def _start_runtime(settings: Settings) -> Runtime:
     from profiler_service.measure.fingerprint import fingerprint
     from profiler_service.measure.runner import available_backends
 
-    db = init_db(settings)
+    # The API's pool has a connection for each request the guard lets work at once, and two spare (the
+    # metrics scrape, the lifespan); only 4 stay open when idle, so a fleet on one PostgreSQL stays small.
+    db = init_db(settings, pool_size=4, max_overflow=max(settings.max_concurrent_requests - 2, 0))
     with db.session() as s:
         device_id = ensure_device(s, settings.device_name, fingerprint()).id
     metrics = Metrics(db)
     worker = None
     if settings.worker:
-        worker = Worker(db, settings, device_id, on_op_measured=metrics.op_measured_callback())
+        # Its own engine: a burst of requests must never leave the worker waiting for a connection
+        # (a result it cannot store, then a failure it cannot record, left a job running for good).
+        worker = Worker(Database(settings.database_url, pool_size=1, max_overflow=3), settings, device_id,
+                        on_op_measured=metrics.op_measured_callback())
         worker.start()
     return Runtime(db=db, metrics=metrics, device_id=device_id, device_name=settings.device_name,
                    backends=list(available_backends()), worker=worker)
@@ -54,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if runtime.worker is not None:
                 runtime.worker.stop()
+                runtime.worker.db.dispose()
             runtime.db.dispose()
 
     app = FastAPI(title="Latency profiler service", version="1.0",
@@ -61,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   lifespan=lifespan)
     app.state.settings = settings
     errors.install(app)
-    app.include_router(api_router)
+    app.include_router(api_router, responses=errors.ERROR_RESPONSES)
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):
@@ -75,4 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime.metrics.latency.labels(request.method, route).observe(time.perf_counter() - start)
         return response
 
+    # Outermost: refusals (no key, too large, not loopback) happen before anything reads the body.
+    app.add_middleware(RequestGuard, api_key=settings.api_key_value, max_concurrent=settings.max_concurrent_requests,
+                       caps=BodyCaps(table_import=int(settings.max_import_mb * 2**20)))
     return app

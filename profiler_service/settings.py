@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     stale_job_s: float = Field(default=600.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
     max_import_mb: float = Field(default=32.0, gt=0)
+    # Requests worked on at once (the others wait in the event loop); the API's pool is sized from it.
+    max_concurrent_requests: int = Field(default=16, ge=1, le=256)
 
     @field_validator("api_key", mode="before")
     @classmethod

@@ -27,10 +27,13 @@ from shared.schemas import OpStats
 
 log = logging.getLogger(__name__)
 
-# Worker ids alive in this process: recovery must not re-queue a job a sibling thread is running.
-LIVE_WORKERS: set[str] = set()
+# Worker ids alive in this process and the job each runs now: recovery must not re-queue a job a sibling
+# thread is running, but must take back one a live worker left behind.
+LIVE_WORKERS: dict[str, str | None] = {}
 _CANCEL_POLL_S = 0.5
 _RECOVER_EVERY_S = 60.0
+# Settling a job (done / failed / requeued) is retried this long: no path out of a job leaves it running.
+_SETTLE_TRIES = 30
 
 Progress = Callable[[int, int], None]
 
@@ -43,12 +46,22 @@ class Worker:
         self.device_id = device_id
         self.id = Q.new_worker_id()
         self.on_op_measured = on_op_measured
-        self.current_job: str | None = None
+        self._current_job: str | None = None
         # (backend, threads) -> when this worker last timed the reference alone (the quiet nominal)
         self._nominal_at: dict[tuple[str, int], float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        LIVE_WORKERS.add(self.id)
+        LIVE_WORKERS[self.id] = None
+
+    @property
+    def current_job(self) -> str | None:
+        return self._current_job
+
+    @current_job.setter
+    def current_job(self, job_id: str | None) -> None:
+        self._current_job = job_id
+        if self.id in LIVE_WORKERS:
+            LIVE_WORKERS[self.id] = job_id
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -62,7 +75,7 @@ class Worker:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        LIVE_WORKERS.discard(self.id)
+        LIVE_WORKERS.pop(self.id, None)
 
     @property
     def alive(self) -> bool:
@@ -92,9 +105,14 @@ class Worker:
 
     def run_once(self, progress: Progress | None = None) -> bool:
         """Claim and run one job; False when the queue is empty."""
-        with self.db.session() as s:
-            job = Q.claim_next_job(s, self.device_id, self.id)
-            job_id = job.id if job else None
+        try:
+            with self.db.session() as s:
+                job = Q.claim_next_job(s, self.device_id, self.id)
+                job_id = job.id if job else None
+                self.current_job = job_id  # before the claim commits: recovery must see it as ours
+        except BaseException:
+            self.current_job = None
+            raise
         if job_id is None:
             return False
         self.run_job(job_id, progress)
@@ -128,12 +146,26 @@ class Worker:
         with self.db.session(write=False) as s:
             return get_job(s, job_id).status
 
+    def _settle(self, job_id: str, action: Callable) -> None:
+        """Run a state change until it lands: a busy database delays it, it never skips it."""
+        for attempt in range(_SETTLE_TRIES):
+            try:
+                with self.db.session() as s:
+                    action(s)
+                return
+            except SQLAlchemyError as e:
+                log.warning("job %s: settling failed (%s); retrying", job_id, e)
+                time.sleep(min(0.2 * 2**attempt, 5.0))
+        # Out of tries: the job is still ours and running; recovery takes it back (we are no longer on it).
+        log.error("job %s: could not record its end; recovery will requeue it", job_id)
+
     def _fail(self, job_id: str, error: str) -> None:
-        with self.db.session() as s:
+        def act(s) -> None:
             if self._stop.is_set():
                 Q.requeue(s, job_id, worker_id=self.id)
             else:
                 Q.finish(s, job_id, "failed", error[:4000], worker_id=self.id)
+        self._settle(job_id, act)
 
     def _should_cancel(self, job_id: str) -> Callable[[], bool]:
         last = [0.0, False]
@@ -178,12 +210,13 @@ class Worker:
                            threads=int(params["threads"]))
 
     def _after_engine(self, job_id: str, completed: bool) -> None:
-        with self.db.session() as s:
+        def act(s) -> None:
             if completed:
                 Q.finish(s, job_id, "done", worker_id=self.id)
             elif self._stop.is_set():
                 Q.requeue(s, job_id, worker_id=self.id)
             # else: cancelled (or taken over by recovery): the status already says so.
+        self._settle(job_id, act)
 
     def _run_profile(self, job_id: str, progress: Progress | None) -> None:
         from profiler_service.measure.runner import measure_ops
@@ -199,12 +232,20 @@ class Worker:
         if progress:
             progress(done[0], len(all_keys))
 
+        # What this job measured, by its own account: the rows' job_id is only who wrote them last, and
+        # another job (or an import) re-measuring a shared key overwrites it.
+        measured = set(all_keys) - set(todo)
+
         def on_result(key: str, stats: OpStats) -> None:
             with self.db.session() as s:
+                # Counted and stored in one transaction, only while the job is still ours and running:
+                # a result that lands after a cancel is dropped, and the cancelled job's count stays put.
+                if not Q.add_progress(s, job_id, worker_id=self.id):
+                    return
                 table = s.get(Table, table_id)
                 stats = self._to_nominal(s, stats, params)
                 T.upsert_measurements(s, table, {key: stats}, job_id=job_id)
-                Q.add_progress(s, job_id)
+            measured.add(key)
             done[0] += 1
             if self.on_op_measured:
                 self.on_op_measured()
@@ -214,10 +255,11 @@ class Worker:
         if todo:
             measure_ops(todo, **self._engine_args(params), on_result=on_result,
                         should_cancel=self._should_cancel(job_id))
-        # Settle from what is stored, not from how the engine returned: every key stored is done, even if a
+        # Settle from what was stored, not from how the engine returned: every key stored is done, even if a
         # cancel or shutdown raced the last op.
-        with self.db.session() as s:
-            left = [k for k in all_keys if k not in T.keys_stored_by_job(s, job_id)]
+        left = [k for k in all_keys if k not in measured]
+
+        def act(s) -> None:
             if not left:
                 Q.finish(s, job_id, "done", worker_id=self.id)
             elif self._stop.is_set():
@@ -225,6 +267,7 @@ class Worker:
             else:  # no-op when cancelled (finish only moves a running job of ours)
                 Q.finish(s, job_id, "failed", f"the engine stopped with {len(left)} op(s) unmeasured, "
                                               f"first {left[0]!r}", worker_id=self.id)
+        self._settle(job_id, act)
 
     def _run_network(self, job_id: str) -> None:
         from profiler_service.measure.runner import MeasureError, measure_network
@@ -244,6 +287,6 @@ class Worker:
             net = N.network_for_job(s, job_id)
             if net is None:
                 raise RuntimeError(f"network job {job_id} has no network row")
-            N.store_measured(s, net, self._to_nominal(s, stats, params))
-            Q.add_progress(s, job_id)
+            if Q.add_progress(s, job_id, worker_id=self.id):  # not after a cancel
+                N.store_measured(s, net, self._to_nominal(s, stats, params))
         self._after_engine(job_id, completed=True)

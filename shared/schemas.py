@@ -96,7 +96,8 @@ class ArchIn(BaseModel):
     space: str
     resolution: int = Field(ge=8, le=1024)
     width_mult: float = Field(default=1.0, ge=0.1, le=4.0)
-    num_classes: int = Field(default=1000, ge=1, le=100_000)
+    # None: the space's own default (10 for proxyless-cifar, 1000 for proxyless-mobile)
+    num_classes: int | None = Field(default=None, ge=1, le=100_000)
     choices: list[str] = Field(min_length=1, max_length=1000)
 
 

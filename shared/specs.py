@@ -119,23 +119,24 @@ def format_key(spec: OpSpec) -> str:
     return key
 
 
-_SHAPE_RE = re.compile(r"^(\d+)x(\d+)x(\d+)$")
+# At most 9 digits a dimension: a 5000-digit one is not a shape (and int() refuses over 4300 digits).
+_SHAPE_RE = re.compile(r"^(\d{1,9})x(\d{1,9})x(\d{1,9})$")
 
 
 def _parse_shape(text: str, field: str) -> tuple[int, int, int]:
     m = _SHAPE_RE.match(text)
     if not m:
-        raise SpecError(field, f"expected HxWxC, got {text!r}")
+        raise SpecError(field, f"expected HxWxC, got {text[:60]!r}")
     return int(m[1]), int(m[2]), int(m[3])
 
 
 def _int_field(fields: dict[str, str], name: str) -> int:
     if name not in fields:
         raise SpecError(name, "missing from key")
-    try:
-        return int(fields[name])
-    except ValueError:
-        raise SpecError(name, f"expected an integer, got {fields[name]!r}") from None
+    value = fields[name]
+    if len(value) > 9 or not (value.isascii() and value.isdigit()):
+        raise SpecError(name, f"expected an integer of at most 9 digits, got {value[:60]!r}")
+    return int(value)
 
 
 def _stride_from_sizes(h: int, oh: int) -> int:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
+from profiler_service.api.cache import RenderCache
 from profiler_service.db.engine import Database
 from profiler_service.metrics import Metrics
 from profiler_service.services.errors import TooLarge
@@ -27,6 +28,7 @@ class Runtime:
     device_name: str
     backends: list[str]
     worker: Worker | None
+    table_bodies: RenderCache = field(default_factory=RenderCache)
 
 
 def get_settings(request: Request) -> Settings:
@@ -44,9 +46,16 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def get_read_session(request: Request) -> Iterator[Session]:
+    """For posts that only read (lookup): a SQLite WAL reader never waits behind an import's write lock."""
+    with get_runtime(request).db.session(write=False) as session:
+        yield session
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 
 
 def require_api_key(settings: SettingsDep,

@@ -7,12 +7,28 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DataError
 
 from profiler_service.services.errors import ServiceError
 from shared.specs import SpecError
 
 log = logging.getLogger(__name__)
+
+
+class Problem(BaseModel):
+    """Every error body: ``detail`` is one readable line; ``field`` and ``errors`` where they apply."""
+
+    detail: str
+    field: str | None = None
+    errors: list[dict] | None = None
+
+
+# Published for every route, so clients generated from the OpenAPI parse the errors we send.
+ERROR_RESPONSES: dict = {code: {"model": Problem, "description": text} for code, text in (
+    (401, "missing or wrong API key"), (403, "not served to this client"), (404, "not found"),
+    (409, "conflicts with the current state"), (413, "body over the size limit"),
+    (422, "bad input: detail says which field and why"))}
 
 
 def _loc(loc: tuple) -> str:
@@ -48,6 +64,12 @@ async def _pydantic_validation(_: Request, exc: ValidationError) -> JSONResponse
     return JSONResponse({"detail": _validation_detail(list(exc.errors()))}, status_code=422)
 
 
+async def _data_error(request: Request, exc: DataError) -> JSONResponse:
+    # A value the database refuses (PostgreSQL: a NUL byte in a text value): bad input, not a server fault.
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200] if str(exc) else "invalid value"
+    return JSONResponse({"detail": f"a value in the request cannot be stored: {reason}"}, status_code=422)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
@@ -58,4 +80,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(ValidationError, _pydantic_validation)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(Exception, _unexpected)

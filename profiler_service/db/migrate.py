@@ -43,11 +43,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 conn.commit()
 
 
-def init_db(settings_or_url: Settings | str) -> Database:
+def init_db(settings_or_url: Settings | str, **engine_kwargs) -> Database:
     """Bring the schema to head and return the Database. Accepts a Settings or a URL."""
     from profiler_service.db.engine import Database
 
     url = settings_or_url if isinstance(settings_or_url, str) else settings_or_url.database_url
-    db = Database(url)
+    db = Database(url, **engine_kwargs)
     upgrade(db.engine)
     return db

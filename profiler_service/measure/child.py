@@ -7,7 +7,23 @@ import os
 import sys
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this child when the server dies, instead of a benchmark running on (and
+    holding the device) until its next result finds the pipe closed."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the server died before the request above took effect
+        os._exit(1)
+
+
 def main() -> None:
+    _die_with_parent()
     # Keep the result channel clean: anything a library prints goes to stderr.
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)

@@ -53,5 +53,7 @@ def calibrated_ms(table: Table, keys: Sequence[str], table_ms: dict[str, float])
 
 
 def clear_calibration(session: Session, table: Table) -> None:
+    if table.calibration is None:  # nothing to delete: the table, its ETag and updated_at stay as they are
+        return
     table.calibration = None
     T.touch(session, table)

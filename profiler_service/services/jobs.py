@@ -30,7 +30,7 @@ def resolve_keys(req: JobCreate, limits: Limits) -> list[str]:
         try:
             spec = validate(parse_key(key, limits), limits, req.batch)
         except SpecError as e:
-            raise Invalid(f"keys[{i}]", f"{e} (key {key!r})") from None
+            raise Invalid(f"keys[{i}]", f"{e} (key {T.quote(key)})") from None
         if spec.type != ZERO and key not in keys:  # zero ops cost nothing and are never profiled
             keys.append(key)
     if not keys:

@@ -14,6 +14,7 @@ from profiler_service.services.errors import Invalid, NotFound
 from profiler_service.services.jobs import check_runnable
 from shared.arch import Arch, from_net_config, resolve
 from shared.schemas import NetworkCreate, NetworkOut, OpStats
+from shared.spaces import get_space
 from shared.specs import Limits, SpecError, parse_key, validate
 
 _STATS = ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "count", "ref_ms", "nominal_ms")
@@ -50,7 +51,10 @@ def create_network_job(session: Session, req: NetworkCreate, *, device: Device, 
     if req.net_config is not None:
         arch = from_net_config(req.net_config, req.resolution)
     else:
-        arch = resolve(Arch(**req.arch.model_dump()))
+        fields = req.arch.model_dump()
+        if fields["num_classes"] is None:  # the space's default, not ImageNet's 1000
+            fields["num_classes"] = get_space(req.arch.space).num_classes
+        arch = resolve(Arch(**fields))
     for i, key in enumerate(arch.keys):
         try:
             validate(parse_key(key, limits), limits, table.batch)

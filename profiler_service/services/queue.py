@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -66,9 +66,10 @@ def heartbeat(session: Session, job_id: str, worker_id: str) -> bool:
     return _set(session, job_id, only_if=("running",), worker_id=worker_id, heartbeat_at=utcnow())
 
 
-def add_progress(session: Session, job_id: str, n: int = 1) -> None:
-    session.execute(update(Job).where(Job.id == job_id).values(done=Job.done + n, heartbeat_at=utcnow())
-                    .execution_options(synchronize_session=False))
+def add_progress(session: Session, job_id: str, n: int = 1, *, worker_id: str | None = None) -> bool:
+    """Count results; with ``worker_id``, only while that worker still runs the job (a cancel stands)."""
+    return _set(session, job_id, only_if=("running",), worker_id=worker_id, done=Job.done + n,
+                heartbeat_at=utcnow())
 
 
 def set_progress(session: Session, job_id: str, done: int) -> None:
@@ -109,8 +110,12 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _orphaned(job: Job, *, stale_after_s: float, live_workers: Collection[str]) -> bool:
+    """``live_workers``: ids of this process's live workers, or a mapping of each to the job it runs now."""
     if job.claimed_by in live_workers:
-        return False
+        if not isinstance(live_workers, Mapping):
+            return False
+        # A live worker that has moved on (or is idle) left this job behind: no heartbeat will come.
+        return live_workers[job.claimed_by] != job.id
     host, _, rest = (job.claimed_by or "").partition(":")
     pid_text = rest.partition(":")[0]
     if host == HOST and pid_text.isdigit():

@@ -20,6 +20,8 @@ STAT_FIELDS = ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "count", "r
 # Keys are checked for shape only here (lookups, imports): device limits guard what gets *built*.
 SYNTAX_LIMITS = S.Limits(max_channels=10**6, max_resolution=10**5, max_batch=10**6,
                          max_activation_mb=float("inf"))
+# Rows per INSERT: 11 bound values each stays well under SQLite's 32,766 variables per statement.
+_UPSERT_ROWS = 1000
 ZERO_STATS = OpStats(median_ms=0.0, mean_ms=0.0, std_ms=0.0, p10_ms=0.0, p90_ms=0.0, count=0)
 
 
@@ -58,14 +60,22 @@ def check_key(key: str, where: str = "key") -> S.OpSpec:
     try:
         return S.parse_key(key, SYNTAX_LIMITS)
     except S.SpecError as e:
-        raise Invalid(where, f"{key!r}: {e}") from None
+        raise Invalid(where, f"{quote(key)}: {e}") from None
+
+
+def quote(text: str, n: int = 120) -> str:
+    """A key quoted in an error, cut short: the message must not echo a megabyte back."""
+    return repr(text) if len(text) <= n else repr(text[:n]) + f"... ({len(text)} characters)"
 
 
 def entries(session: Session, table_id: str, keys: Iterable[str] | None = None) -> dict[str, OpStats]:
-    stmt = select(Measurement).where(Measurement.table_id == table_id).order_by(Measurement.key)
+    # Plain rows, not ORM objects: a lookup or a 10,000-entry pull is mostly this loop.
+    stmt = (select(Measurement.key, *[getattr(Measurement, f) for f in STAT_FIELDS])
+            .where(Measurement.table_id == table_id).order_by(Measurement.key))
     if keys is not None:
         stmt = stmt.where(Measurement.key.in_(list(keys)))
-    return {m.key: OpStats(**{f: getattr(m, f) for f in STAT_FIELDS}) for m in session.scalars(stmt)}
+    return {key: OpStats(**dict(zip(STAT_FIELDS, values, strict=True)))
+            for key, *values in session.execute(stmt)}
 
 
 def entry_counts(session: Session) -> dict[str, int]:
@@ -96,14 +106,16 @@ def _insert(session: Session):
 
 def upsert_measurements(session: Session, table: Table, stats: Mapping[str, OpStats],
                         job_id: str | None = None) -> int:
-    """Insert or replace entries in one statement each (ON CONFLICT): a re-profiled key never has two rows."""
+    """Insert or replace entries (ON CONFLICT), many rows per statement: a re-profiled key never has two
+    rows, and a 200k-entry import holds the write lock for seconds, not a minute."""
     now = utcnow()
-    for key, st in stats.items():
-        values = {f: getattr(st, f) for f in STAT_FIELDS}
-        stmt = _insert(session).values(table_id=table.id, key=key, job_id=job_id, measured_at=now, **values)
-        stmt = stmt.on_conflict_do_update(index_elements=["table_id", "key"],
-                                          set_={**values, "job_id": job_id, "measured_at": now})
-        session.execute(stmt)
+    rows = [{"table_id": table.id, "key": key, "job_id": job_id, "measured_at": now,
+             **{f: getattr(st, f) for f in STAT_FIELDS}} for key, st in stats.items()]
+    for i in range(0, len(rows), _UPSERT_ROWS):
+        stmt = _insert(session).values(rows[i:i + _UPSERT_ROWS])
+        updated = (*STAT_FIELDS, "job_id", "measured_at")
+        session.execute(stmt.on_conflict_do_update(index_elements=["table_id", "key"],
+                                                   set_={c: stmt.excluded[c] for c in updated}))
     touch(session, table)
     return len(stats)
 

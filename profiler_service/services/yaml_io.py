@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from typing import Any
 
 import yaml
@@ -49,6 +50,95 @@ def robust_var(st: OpStats) -> float:
     return ((st.p90_ms - st.p10_ms) / (2 * Z90)) ** 2
 
 
+# What the database stores in an INTEGER column on both SQLite and PostgreSQL.
+MAX_COUNT = 2**31 - 1
+_EXCERPT = reprlib.Repr()
+_EXCERPT.maxstring, _EXCERPT.maxother, _EXCERPT.maxlong = 80, 80, 40
+_EXCERPT.maxlevel, _EXCERPT.maxdict, _EXCERPT.maxlist = 2, 4, 4
+
+
+def excerpt(value: Any) -> str:
+    """A bounded repr for error messages: a bad value may be a yaml alias bomb of a billion leaves."""
+    return _EXCERPT.repr(value)
+
+
+class _NoDuplicates:
+    """Safe yaml that also refuses duplicate keys (no silent last-one-wins)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                continue  # unhashable: the base class reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {excerpt(key)}",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+class _FastLoader(_NoDuplicates, yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader):  # type: ignore[misc]
+    """libyaml: a 3 MB table parses in a second, not twenty."""
+
+
+class _ExactLoader(_NoDuplicates, yaml.SafeLoader):
+    """The pure-Python parser: slower, but it points at the line where a malformed file goes wrong."""
+
+
+# Malformed files up to this size are parsed again by _ExactLoader for a precise error position.
+_EXACT_ERRORS_BYTES = 256 * 1024
+
+
+def _refuse_aliases(root: yaml.Node) -> None:
+    """A table file has no use for anchors; an alias bomb is nothing but anchors. Walked without recursion."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            mark = node.start_mark
+            raise Invalid("yaml", f"aliases (*anchor) are not allowed, at line {mark.line + 1}, "
+                                  f"column {mark.column + 1}")
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack.extend(n for pair in node.value for n in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
+def _load_yaml(text: str) -> Any:
+    try:
+        return _load_with(_FastLoader, text)
+    except yaml.YAMLError:
+        if len(text) > _EXACT_ERRORS_BYTES:
+            raise
+        return _load_with(_ExactLoader, text)
+
+
+def _load_with(loader_class: type, text: str) -> Any:
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_aliases(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise Invalid(excerpt(key), "given twice in the body; each key must appear once")
+        out[key] = value
+    return out
+
+
 def to_yaml(session: Session, table: Table) -> str:
     meta = T.summary(session, table)
     doc: dict[str, dict[str, Any]] = {}
@@ -75,7 +165,7 @@ def _number(entry: dict, field: str, key: str) -> float:
         except ValueError:
             pass
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise Invalid(key, f"field {field!r} must be a non-negative number, got {entry[field]!r}")
+        raise Invalid(key, f"field {field!r} must be a non-negative number, got {excerpt(entry[field])}")
     return float(value)
 
 
@@ -87,8 +177,8 @@ def _published_entry(key: str, entry: Any) -> OpStats:
             raise Invalid(key, f"missing field {field!r} (published entries need count, mean, var)")
     mean = _number(entry, "mean", key)
     count = _number(entry, "count", key)
-    if count != int(count):
-        raise Invalid(key, f"field 'count' must be an integer, got {entry['count']!r}")
+    if count != int(count) or count > MAX_COUNT:
+        raise Invalid(key, f"field 'count' must be an integer up to {MAX_COUNT}, got {excerpt(entry['count'])}")
     opt = {f: _number(entry, f, key) for f in ("median", "p10", "p90", "raw_mean", "raw_var", "ref")
            if f in entry}
     # Our own export: "mean" is the median and "var" its robust spread; the sample moments sit beside them.
@@ -101,11 +191,19 @@ def _published_entry(key: str, entry: Any) -> OpStats:
 
 def _json_entry(key: str, entry: Any) -> OpStats:
     try:
-        return OpStats.model_validate(entry)
+        stats = OpStats.model_validate(entry)
     except ValidationError as e:
         err = e.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "entry"
         raise Invalid(key, f"field {field!r}: {err['msg']}") from None
+    # The table serves these to a search as latencies: a negative, infinite or NaN one poisons it.
+    for field in ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "ref_ms"):
+        value = getattr(stats, field)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise Invalid(key, f"field {field!r} must be a finite non-negative number, got {value!r}")
+    if not 0 <= stats.count <= MAX_COUNT:
+        raise Invalid(key, f"field 'count' must be an integer from 0 to {MAX_COUNT}, got {excerpt(stats.count)}")
+    return stats
 
 
 def parse_table(body: bytes | str) -> dict[str, OpStats]:
@@ -117,15 +215,19 @@ def parse_table(body: bytes | str) -> dict[str, OpStats]:
             raise Invalid("body", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
         # JSON first: YAML 1.1 would read JSON's 1e-3 as a string.
-        doc, is_json = json.loads(body), True
+        doc, is_json = json.loads(body, object_pairs_hook=_reject_duplicates), True
+    except RecursionError:
+        raise Invalid("body", "nested too deeply for a table") from None
     except ValueError:
         try:
-            doc, is_json = yaml.safe_load(body), False
+            doc, is_json = _load_yaml(body), False
+        except RecursionError:
+            raise Invalid("body", "nested too deeply for a table") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(e, "problem", None) or str(e)
-            raise Invalid("yaml", f"malformed{where}: {problem}") from None
+            raise Invalid("yaml", f"malformed{where}: {excerpt(problem)[1:-1]}") from None
     if not isinstance(doc, dict) or not doc:
         raise Invalid("body", "expected a non-empty mapping: published yaml {KEY: {count, mean, var}} "
                               "or our JSON {\"entries\": {KEY: {median_ms, ...}}}")
@@ -138,7 +240,7 @@ def parse_table(body: bytes | str) -> dict[str, OpStats]:
     out: dict[str, OpStats] = {}
     for i, (key, entry) in enumerate(raw.items()):
         if not isinstance(key, str):
-            raise Invalid(f"entry {i}", f"key {key!r} is not a string")
+            raise Invalid(f"entry {i}", f"key {excerpt(key)} is not a string")
         T.check_key(key)
         out[key] = parse(key, entry)
     return out

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from profiler_service.api.deps import ApiKey, RawBody, SessionDep
+from profiler_service.api.deps import ApiKey, RawBody, ReadSessionDep, RuntimeDep, SessionDep
 from profiler_service.services import tables as T
 from profiler_service.services import yaml_io
 from shared.schemas import ImportResponse, LookupRequest, LookupResponse, TableOut, TableSummary
@@ -33,7 +33,7 @@ def list_tables(session: SessionDep) -> list[TableSummary]:
 
 @router.get("/{table_id}", response_model=TableOut,
             responses={200: {"content": {yaml_io.YAML_MEDIA_TYPE: {}}}, 304: {"description": "not modified"}})
-def get_table(table_id: str, session: SessionDep, format: Literal["json", "yaml"] = "json",
+def get_table(table_id: str, session: SessionDep, runtime: RuntimeDep, format: Literal["json", "yaml"] = "json",
               if_none_match: Annotated[str | None, Header()] = None) -> Response:
     """The whole table. Send the ETag back in If-None-Match to get 304 when nothing changed."""
     table = T.get_table(session, table_id)
@@ -41,13 +41,15 @@ def get_table(table_id: str, session: SessionDep, format: Literal["json", "yaml"
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if _etag_matches(if_none_match, etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    if format == "yaml":
-        return Response(yaml_io.to_yaml(session, table), media_type=yaml_io.YAML_MEDIA_TYPE, headers=headers)
-    return Response(yaml_io.to_json(session, table), media_type="application/json", headers=headers)
+    render = yaml_io.to_yaml if format == "yaml" else yaml_io.to_json
+    # A search fleet pulls the same table again and again: render it once per ETag.
+    body = runtime.table_bodies.get_or_render((table.id, etag, table.updated_at), lambda: render(session, table))
+    media = yaml_io.YAML_MEDIA_TYPE if format == "yaml" else "application/json"
+    return Response(body, media_type=media, headers=headers)
 
 
 @router.post("/{table_id}/lookup")
-def lookup(table_id: str, req: LookupRequest, session: SessionDep) -> LookupResponse:
+def lookup(table_id: str, req: LookupRequest, session: ReadSessionDep) -> LookupResponse:
     """Latencies for a list of keys; keys the table lacks come back in ``missing``. Read-only: no key."""
     return T.lookup(session, T.get_table(session, table_id), req.keys)
 

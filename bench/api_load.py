@@ -1,0 +1,222 @@
+"""The profiler's API under load while it profiles: throughput, latency, errors, and what the load does to
+the latencies it measures meanwhile.
+
+One real server (SQLite) pinned to one CPU; its benchmark child moved to another CPU as soon as it
+appears (so the load competes with the server, not with the op being timed); the load generator shares
+the server's CPU. A 10,000-entry table is imported; then:
+
+1. quiet: a profiling job of a few ops runs alone; its stored medians are the baseline;
+2. for each client count: the same job again while that many clients each pull the whole table once,
+   then send a lookup of 20 keys every --interval-ms (and re-pull the table every 50th request) for at
+   least --duration seconds, and until the job is done.
+
+Prints per level: requests per second, lookup and pull p50 / p99, errors, and how far the op medians
+measured under load moved from the quiet run (the stored, drift-corrected figure the table serves, and the
+raw drift reference timed alongside).
+
+    .venv/bin/python bench/api_load.py [--clients 10,50,200] [--duration 30] [--entries 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+# Ops of about a millisecond (the mobile space at 224 px, 28x28 stage): big enough to time steadily.
+JOB_KEYS = [f"expanded_conv-input:28x28x40-output:28x28x40-expand:{e}-kernel:{k}-stride:1-idskip:1"
+            for e in (3, 6) for k in (3, 5)]
+LOOKUP_KEYS = 20
+PULL_EVERY = 50
+
+
+def table_keys(n: int) -> list[str]:
+    keys = [f"sep_conv-input:{h}x{h}x{c}-output:{h}x{h}x{c}-kernel:{k}-stride:1"
+            for h in range(8, 200) for c in range(8, 4096, 8) for k in (3, 5, 7)]
+    return keys[:n]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``profiler-service serve`` pinned to ``server_cpu``; benchmark children moved to ``bench_cpu``."""
+
+    def __init__(self, workdir: Path, server_cpu: int, bench_cpu: int, budget_s: float):
+        self.port, self.server_cpu, self.bench_cpu = free_port(), server_cpu, bench_cpu
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROFILER_")}
+        env.update({"PROFILER_DEVICE_NAME": "bench-load", "PROFILER_CACHE_DIR": str(workdir / "cache"),
+                    "PROFILER_REL_CI": "1e-9", "PROFILER_BUDGET_S": str(budget_s),
+                    "PROFILER_POLL_INTERVAL_S": "0.2"})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "profiler_service", "serve", "--port", str(self.port),
+             "--db", f"sqlite:///{workdir / 'load.db'}", "--log-level", "warning"],
+            env=env, stdout=(workdir / "server.log").open("wb"), stderr=subprocess.STDOUT,
+            preexec_fn=lambda: os.sched_setaffinity(0, {server_cpu}))
+        self.children: dict[int, set[int]] = {}
+        self._stop = threading.Event()
+        threading.Thread(target=self._pin_children, daemon=True).start()
+        for _ in range(600):
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError((workdir / "server.log").read_text()[-2000:])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _pin_children(self) -> None:
+        while not self._stop.wait(0.02):
+            for task in Path(f"/proc/{self.proc.pid}/task").glob("*"):
+                try:
+                    pids = [int(p) for p in (task / "children").read_text().split()]
+                except OSError:
+                    continue
+                for pid in pids:
+                    if pid not in self.children:
+                        try:
+                            os.sched_setaffinity(pid, {self.bench_cpu})
+                            self.children[pid] = os.sched_getaffinity(pid)
+                        except OSError:
+                            pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.proc.terminate()
+        self.proc.wait(60)
+
+
+def run_job(api: httpx.Client) -> tuple[dict[str, dict], float]:
+    t0 = time.perf_counter()
+    job = api.post("/v1/jobs", json={"keys": JOB_KEYS, "backend": "onnxruntime"}).json()
+    while (j := api.get(f"/v1/jobs/{job['id']}").json())["status"] in ("queued", "running"):
+        time.sleep(0.3)
+    if j["status"] != "done":
+        raise RuntimeError(f"profiling job ended {j}")
+    entries = api.get(f"/v1/tables/{job['table_id']}").json()["entries"]
+    return {k: entries[k] for k in JOB_KEYS}, time.perf_counter() - t0
+
+
+async def client(url: str, table_id: str, keys: list[str], interval_s: float, until: asyncio.Event,
+                 rng: random.Random, out: dict[str, list]) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+        n = 0
+        next_at = time.perf_counter() + rng.uniform(0, interval_s)  # spread the clients' phases
+        while not until.is_set():
+            pull = n % PULL_EVERY == 0
+            t0 = time.perf_counter()
+            try:
+                if pull:
+                    r = await c.get(f"/v1/tables/{table_id}")
+                else:
+                    r = await c.post(f"/v1/tables/{table_id}/lookup", json={"keys": rng.sample(keys, LOOKUP_KEYS)})
+                ok = r.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            out["pull" if pull else "lookup"].append(time.perf_counter() - t0)
+            if not ok:
+                out["errors"].append(1)
+            n += 1
+            next_at += interval_s
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+
+async def load(url: str, table_id: str, keys: list[str], clients: int, interval_s: float, min_s: float,
+               job_done: threading.Event) -> tuple[dict[str, list], float]:
+    out: dict[str, list] = {"lookup": [], "pull": [], "errors": []}
+    until = asyncio.Event()
+    t0 = time.perf_counter()
+    tasks = [asyncio.create_task(client(url, table_id, keys, interval_s, until, random.Random(i), out))
+             for i in range(clients)]
+    while time.perf_counter() - t0 < min_s or not job_done.is_set():
+        await asyncio.sleep(0.1)
+    until.set()
+    await asyncio.gather(*tasks)
+    return out, time.perf_counter() - t0
+
+
+def moved(quiet: dict[str, dict], loaded: dict[str, dict], field: str) -> np.ndarray:
+    return np.array([loaded[k][field] / quiet[k][field] - 1 for k in JOB_KEYS])
+
+
+def pct(a: list[float], q: float) -> float:
+    return 1000 * float(np.percentile(a, q)) if a else float("nan")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clients", default="0,10,50,200", help="0: the job alone again, the noise floor")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of load per level (at least)")
+    p.add_argument("--entries", type=int, default=10_000)
+    p.add_argument("--interval-ms", type=float, default=200.0, help="each client's pause between requests")
+    p.add_argument("--budget-s", type=float, default=2.0, help="measuring time per op of the profiling job")
+    p.add_argument("--server-cpu", type=int, default=0)
+    p.add_argument("--bench-cpu", type=int, default=1)
+    args = p.parse_args()
+    levels = [int(c) for c in args.clients.split(",")]
+    os.sched_setaffinity(0, {args.server_cpu})  # the load generator shares the server's CPU, not the child's
+    keys = table_keys(args.entries)
+    with tempfile.TemporaryDirectory() as tmp:
+        # Each op measures for its whole budget; the load lasts until the job is done (at least --duration).
+        srv = Server(Path(tmp), args.server_cpu, args.bench_cpu, budget_s=args.budget_s)
+        try:
+            api = httpx.Client(base_url=srv.url, timeout=120)
+            entry = {"median_ms": 1.0, "mean_ms": 1.0, "std_ms": 0.1, "p10_ms": 0.9, "p90_ms": 1.1, "count": 20}
+            body = json.dumps({"entries": {k: entry for k in keys}})
+            r = api.post("/v1/tables/import", params={"device": "bench-load", "backend": "tflite"}, content=body)
+            r.raise_for_status()
+            table_id = r.json()["id"]
+            print(f"server pid {srv.proc.pid} on CPU {sorted(os.sched_getaffinity(srv.proc.pid))}; load generator "
+                  f"on CPU {sorted(os.sched_getaffinity(0))}; table {table_id}: {r.json()['entries']} entries "
+                  f"({len(body) / 2**20:.1f} MiB as JSON)")
+            run_job(api)  # warm-up: ONNX export into the cache
+            quiet, quiet_s = run_job(api)
+            print(f"quiet run: job of {len(JOB_KEYS)} ops took {quiet_s:.1f} s; benchmark children on CPU "
+                  f"{sorted({c for cpus in srv.children.values() for c in cpus})}")
+            print(f"{'clients':>7} {'seconds':>7} {'req/s':>7} {'lookup p50':>10} {'p99 ms':>7} {'pull p50':>9} "
+                  f"{'p99 ms':>7} {'errors':>6}  op medians moved (median / max |.|)   raw reference moved")
+            for n in levels:
+                done = threading.Event()
+                result: dict = {}
+
+                def job(result=result, done=done) -> None:
+                    try:
+                        result["entries"], result["s"] = run_job(httpx.Client(base_url=srv.url, timeout=120))
+                    finally:
+                        done.set()
+                threading.Thread(target=job, daemon=True).start()
+                out, secs = asyncio.run(load(srv.url, table_id, keys, n, args.interval_ms / 1000, args.duration, done))
+                total = len(out["lookup"]) + len(out["pull"])
+                med = moved(quiet, result["entries"], "median_ms")
+                ref = moved(quiet, result["entries"], "ref_ms")
+                print(f"{n:>7} {secs:>7.1f} {total / secs:>7.1f} {pct(out['lookup'], 50):>10.1f} "
+                      f"{pct(out['lookup'], 99):>7.1f} {pct(out['pull'], 50):>9.1f} {pct(out['pull'], 99):>7.1f} "
+                      f"{len(out['errors']):>6}  {100 * np.median(np.abs(med)):+.2f}% / {100 * np.abs(med).max():.2f}%"
+                      f"{'':>20}{100 * np.median(ref):+.2f}%")
+            print(f"benchmark children seen: {len(srv.children)}, each pinned to CPU "
+                  f"{sorted({c for cpus in srv.children.values() for c in cpus})}")
+        finally:
+            srv.stop()
+
+
+if __name__ == "__main__":
+    main()
