@@ -6,6 +6,7 @@ const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(
 const when = (t) => (t ? new Date(t).toLocaleString() : "–");
 const short = (id) => (id ? id.slice(0, 8) : "–");
 let selectedTable = null;
+let shownEtag = null;
 
 async function getJSON(path) {
   const r = await fetch(path, { cache: "no-store" });
@@ -41,7 +42,7 @@ async function refreshTables() {
   const keep = sel.value;
   sel.innerHTML = tables.map((t) => `<option value="${esc(t.id)}">${short(t.id)} · ${esc(t.device)} · ${esc(t.backend)}` +
     ` · ${t.entries} entries</option>`).join("");
-  sel.value = keep || selectedTable || (tables.find((t) => t.entries > 0) || tables[0] || {}).id || "";
+  sel.value = selectedTable || keep || (tables.find((t) => t.entries > 0) || tables[0] || {}).id || "";
   return tables;
 }
 
@@ -97,6 +98,8 @@ async function showHeatmap(ev) {
     $("#heatmap").innerHTML = `<table class="heatmap" data-space="${esc(h.space)}">${head}${body}</table>`;
     $("#hm-fixed").innerHTML = "<p>fixed ops: " + Object.entries(h.fixed).map(([k, v]) =>
       `<code>${esc(k)}</code> ${v == null ? '<span class="error">missing</span>' : v.toFixed(3) + " ms"}`).join("; ") + "</p>";
+    history.replaceState(null, "", `/?table=${encodeURIComponent(id)}&space=${encodeURIComponent(h.space)}` +
+      `&resolution=${h.resolution}`);
     document.querySelectorAll("#tables tbody tr").forEach((tr) => tr.classList.toggle("selected", tr.dataset.id === id));
   } catch (e) {
     $("#heatmap").innerHTML = `<p class="error">${esc(e.message)}</p>`;
@@ -106,7 +109,12 @@ async function showHeatmap(ev) {
 async function refresh() {
   try {
     const [, tables] = await Promise.all([refreshDevices(), refreshTables(), refreshJobs()]);
-    if (!selectedTable && tables.some((t) => t.entries > 0)) await showHeatmap();
+    const shown = tables.find((t) => t.id === selectedTable);
+    // the table view follows its table: a job filling it in shows up cell by cell
+    if ((!selectedTable && tables.some((t) => t.entries > 0)) || (shown && shown.etag !== shownEtag)) {
+      shownEtag = shown ? shown.etag : null;
+      await showHeatmap();
+    }
     $("#updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (e) {
     $("#updated").innerHTML = `<span class="error">${esc(e.message)}</span>`;
@@ -123,6 +131,15 @@ async function init() {
     const tr = ev.target.closest("tr[data-id]");
     if (tr) { $("#hm-table").value = tr.dataset.id; $("#hm-space").value = ""; showHeatmap(); }
   });
+  // a table view is linkable: /?table=ID&space=NAME&resolution=R
+  const params = new URLSearchParams(location.search);
+  if (params.get("table")) {
+    selectedTable = params.get("table");
+    if (params.get("space")) $("#hm-space").value = params.get("space");
+    if (params.get("resolution")) $("#hm-resolution").value = params.get("resolution");
+    await refreshTables();
+    await showHeatmap();
+  }
   await refresh();
   setInterval(refresh, 1500);
 }
