@@ -74,15 +74,18 @@ def profile(client: httpx.Client, job: dict) -> dict:
 
 
 def pick_budget(table: dict, space: str, resolution: int) -> tuple[float, float, float]:
-    """(budget, cheapest, uniform-mix) latency in ms from the table: a budget the search must work for."""
+    """(budget, cheapest, uniform-mix) in ms, by the table's calibrated model (what the search predicts
+    with): a quarter of the way from the cheapest net to the uniform mix, a budget the search must work for."""
     from search_client.latency.model import LatencyModel
+    from shared.calibration import Calibration
     from shared.spaces import get_space
 
+    cal = Calibration.from_dict(table["calibration"]) if table.get("calibration") else None
     lat = LatencyModel({k: v["median_ms"] for k, v in table["entries"].items()},
-                       get_space(space, resolution, None, 10))
+                       get_space(space, resolution, None, 10), cal)
     cheapest = lat.fixed_ms + sum(float(c.min()) for c in lat.layer_costs)
     uniform = lat.fixed_ms + sum(float(c.mean()) for c in lat.layer_costs)
-    return round(cheapest + (uniform - cheapest) / 3, 3), cheapest, uniform
+    return round(cheapest + (uniform - cheapest) / 4, 3), cheapest, uniform
 
 
 def summary(out: Path, table: dict, budget: float, train_acc: float | None, t0: float) -> None:
@@ -145,12 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         step(f"3/6 calibrate the table on {args.calibration_samples} measured random networks")
         run_cli(svc, "calibrate", *common, "--space", args.space, "--resolution", str(args.resolution),
                 "--num-classes", "10", "--samples", str(args.calibration_samples))
+        table = httpx.get(f"{url}/v1/tables/{tid}", timeout=30).json()  # now with its calibration
         budget, cheapest, uniform = pick_budget(table, args.space, args.resolution)
         budget = args.max_ms or budget
         step(f"4/6 search on digits with budget --max-ms {budget:g} (table: cheapest net {cheapest:.3f} ms, "
              f"uniform mix {uniform:.3f} ms), derive, measure on the device")
         run_cli(svc, "search", *common, "--space", args.space, "--resolution", str(args.resolution),
-                "--dataset", "digits", "--target-ms", f"{0.8 * budget:.4g}", "--max-ms", f"{budget:g}",
+                "--dataset", "digits", "--target-ms", f"{budget:g}", "--max-ms", f"{budget:g}",
                 "--epochs", str(args.epochs), "--measure", "--no-progress", "--out", str(out / "search"))
         step(f"5/6 retrain the derived net briefly ({args.train_epochs} epochs, from the supernet's weights)")
         text = run_cli(svc, "train", str(out / "search" / "derived" / "arch.json"), "--dataset", "digits",
