@@ -21,7 +21,8 @@ function rows(tbody, html) {
 function calibrationText(c) {
   if (!c) return '<span class="muted">none</span>';
   const loo = c.loo_rmspe != null ? `, LOO RMSPE ${(100 * c.loo_rmspe).toFixed(1)}%` : "";
-  return `v${c.version}: ${c.n_networks} networks, scale ${Number(c.scale).toFixed(3)}${loo}`;
+  const model = c.model ? `${c.model}, ` : "";  // the fitted form, where the calibration names it
+  return `v${c.version}: ${model}${c.n_networks} networks, scale ${Number(c.scale).toFixed(3)}${loo}`;
 }
 
 async function refreshDevices() {
