@@ -214,11 +214,11 @@ def plot_latency(derived: dict, network: dict, path: Path) -> Path:
             ax.axvline(derived[name], color=color, ls="--", lw=1.2, label=f"{label} {derived[name]:g} ms")
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([r[0] for r in rows], fontsize=8)
-    ax.set_xlim(0, max(max(r[1] for r in rows), m["p90_ms"], derived.get("max_ms") or 0) * 1.45)
+    ax.set_xlim(0, max(max(r[1] for r in rows), m["p90_ms"], derived.get("max_ms") or 0) * 1.6)
     ax.set(xlabel="latency (ms)", title=f"derived net: predicted vs measured (p10-p90 whisker, "
                                         f"{m.get('count', '?')} runs)")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="center right")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
