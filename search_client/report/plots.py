@@ -227,7 +227,8 @@ def plot_latency(derived: dict, network: dict, path: Path) -> Path:
 
 def write_report(run_dir: str | Path, *, network: dict | None = None,
                  derived_dir: str | Path | None = None) -> dict[str, Path]:
-    """Every picture the run folder has the inputs for; ``network`` (the device's measurement) is kept too.
+    """Every picture the run folder has the inputs for, as {"curves_png": path, ...} (keys that never clash
+    with derive's own outputs); ``network`` (the device's measurement) is kept too.
     ``derived_dir`` defaults to ``run_dir/derived``."""
     run_dir = Path(run_dir)
     if network is not None:
@@ -240,18 +241,18 @@ def write_report(run_dir: str | Path, *, network: dict | None = None,
     measured_ms = (measured.get("measured") or {}).get("median_ms") if measured else None
     out: dict[str, Path] = {}
     if log:
-        out["curves"] = plot_curves(log, run_dir / "curves.png", target_ms=derived.get("target_ms"),
+        out["curves_png"] = plot_curves(log, run_dir / "curves.png", target_ms=derived.get("target_ms"),
                                     max_ms=derived.get("max_ms"))
     if log and arch is not None:
         space = get_space(arch["space"], arch["resolution"], arch["width_mult"], arch["num_classes"])
         layers = [layer.candidates for layer in space.layers]
         titles = [f"{i}: {lay.h}px {lay.cin}->{lay.cout} s{lay.stride}" for i, lay in enumerate(space.layers)]
         if all(len(r["probs"]) == len(layers) for r in log):
-            out["arch_probs"] = plot_arch_probs(log, layers, run_dir / "arch_probs.png", titles,
+            out["arch_probs_png"] = plot_arch_probs(log, layers, run_dir / "arch_probs.png", titles,
                                                 derived.get("choices", arch["choices"]))
     if arch is not None:
-        out["arch"] = plot_arch(arch, run_dir / "arch.png", predicted_ms=derived.get("predicted_ms"),
+        out["arch_png"] = plot_arch(arch, run_dir / "arch.png", predicted_ms=derived.get("predicted_ms"),
                                 measured_ms=measured_ms)
     if measured_ms is not None:
-        out["latency"] = plot_latency(derived, measured, run_dir / "latency.png")
+        out["latency_png"] = plot_latency(derived, measured, run_dir / "latency.png")
     return out

@@ -34,17 +34,17 @@ def test_search_writes_its_pictures_and_a_measurement_adds_the_last(tmp_path: Pa
                "measured": {"median_ms": 1.1 * derived["predicted_ms"], "p10_ms": derived["predicted_ms"],
                             "p90_ms": 1.3 * derived["predicted_ms"], "count": 40}}
     paths = write_report(out, network=network)
-    assert set(paths) == {"curves", "arch_probs", "arch", "latency"}
-    _png(paths["latency"])
+    assert set(paths) == {"curves_png", "arch_probs_png", "arch_png", "latency_png"}
+    _png(paths["latency_png"])
     assert json.loads((out / "measurement.json").read_text()) == network
-    assert "latency" in write_report(out)  # redrawn later from the saved measurement alone
+    assert "latency_png" in write_report(out)  # redrawn later from the saved measurement alone
 
 
 def test_missing_inputs_skip_their_picture(tmp_path: Path):
     assert write_report(tmp_path) == {}
     line = {"epoch": 0, "phase": "warmup", "train_acc": 0.5, "valid_acc": 0.4, "probs": [[0.5, 0.5]]}
     (tmp_path / "log.jsonl").write_text(json.dumps(line) + "\n")
-    assert set(write_report(tmp_path)) == {"curves"}  # no derived arch: no probabilities, no blocks
+    assert set(write_report(tmp_path)) == {"curves_png"}  # no derived arch: no probabilities, no blocks
 
 
 def test_blocks_encode_kernel_by_colour_and_expansion_by_height():
