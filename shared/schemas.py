@@ -162,3 +162,37 @@ class CalibrationCreate(BaseModel):
         if self.samples is not None and self.space is None:
             raise ValueError("'samples' needs 'space' (and usually 'resolution'): the networks are drawn from it")
         return self
+
+
+class DeviceSummary(BaseModel):
+    """A device of the fleet (every worker sharing this database), for the overview page."""
+
+    name: str
+    fingerprint: dict
+    tables: int
+    entries: int
+    updated_at: datetime | None = Field(description="the latest update of any of its tables")
+
+
+class HeatmapLayer(BaseModel):
+    index: int
+    label: str
+    ms: list[float | None] = Field(description="per op of `ops`: its latency; null where it is no candidate "
+                                               "here or the table lacks it (then listed in `missing`)")
+    keys: list[str | None] = Field(description="per op: its table key; null where it is no candidate or zero")
+
+
+class TableHeatmap(BaseModel):
+    """A table seen through one search space: searchable layers x candidate ops, in ms."""
+
+    table_id: str
+    space: str
+    resolution: int
+    width_mult: float
+    num_classes: int
+    resolutions: list[int] = Field(description="input resolutions this table holds a stem for")
+    ops: list[str]
+    layers: list[HeatmapLayer]
+    fixed: dict[str, float | None] = Field(description="the space's fixed ops (stem, head): key -> ms")
+    missing: list[str]
+    needed: int

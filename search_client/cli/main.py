@@ -59,7 +59,7 @@ def _table(args, space, *, profile_missing: bool = False, progress: bool = True)
     return None
 
 
-def _measure(args, table_id: str, arch) -> None:
+def _measure(args, table_id: str, arch):
     with _client(args) as client:
         job = client.measure_network(table_id, arch)
         print(f"measuring on the device (job {job}) ...", flush=True)
@@ -74,6 +74,7 @@ def _measure(args, table_id: str, arch) -> None:
     if res.calibrated_ms is not None:
         line += f", calibrated prediction {res.calibrated_ms:.3f} ms"
     print(line)
+    return res
 
 
 # ---- commands -----------------------------------------------------------------------------------
@@ -119,6 +120,7 @@ def run_search(args) -> int:
     from search_client.engine import ddp
     from search_client.engine.derive import derive
     from search_client.engine.search import make_space, search
+    from search_client.report.plots import write_report
 
     names = {f.name for f in fields(SearchConfig)}
     cfg = SearchConfig(**{k: v for k, v in vars(args).items() if k in names})
@@ -156,7 +158,8 @@ def run_search(args) -> int:
             for name, path in out["paths"].items():
                 print(f"  {name:10s} {path}")
             if args.measure:
-                _measure(args, args.table, out["arch"])
+                res = _measure(args, args.table, out["arch"])
+                write_report(cfg.out, network=res.model_dump(mode="json"))  # adds latency.png
     finally:
         ddp.cleanup()
     return 0

@@ -15,6 +15,7 @@ from torch import nn
 from search_client.engine import checkpoint
 from search_client.engine.search import CKPT_KIND, SearchConfig, latency_model, make_space
 from search_client.latency.constraint import project_under
+from search_client.report.plots import write_report
 from search_client.supernet.supernet import SuperNet
 from shared.arch import Arch, build_net, make_arch, to_net_config
 
@@ -116,4 +117,5 @@ def derive(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
         summary["onnx_max_abs_diff"] = check_onnx(standalone, paths["onnx"], space.resolution, atol=atol)
     paths["summary"] = out / "derive.json"
     paths["summary"].write_text(json.dumps(summary, indent=2))
+    paths.update(write_report(Path(ckpt_path).parent, derived_dir=out))  # PNGs beside log.jsonl
     return {"paths": paths, "arch": arch, "summary": summary}

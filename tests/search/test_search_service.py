@@ -55,6 +55,9 @@ def test_search_refuses_missing_keys_then_profiles_them_and_measures(partial_tab
     assert "predicted" in out and "measured" in out and "ms (median)" in out
     table = httpx.get(f"{url}/v1/tables/{table_id}", timeout=30).json()
     assert all(k in table["entries"] for k in dropped)  # measured into the same table
+    run = tmp_path / "run"  # the device's answer is kept and drawn beside the search's own pictures
+    assert json.loads((run / "measurement.json").read_text())["measured"]["median_ms"] > 0
+    assert {p.name for p in run.glob("*.png")} == {"curves.png", "arch_probs.png", "arch.png", "latency.png"}
 
     arch = tmp_path / "run" / "derived" / "arch.json"
     assert main(["predict", str(arch), "--profiler", url, "--table", table_id]) == 0
