@@ -60,6 +60,25 @@ def _table(args, space, *, profile_missing: bool = False, progress: bool = True)
     return None
 
 
+def _calibrated(args, space, src, *, progress: bool) -> None:
+    """Put the table's calibration for this space into ``src`` (fitting one on the device when it has
+    none), so target_ms / max_ms constrain the calibrated prediction, not the raw op sum."""
+    if args.table_file:
+        if not src.calibration:
+            print(f"note: {args.table_file} has no calibration: the latency target/limit applies to the raw "
+                  f"table sum (calibrate on the device with --profiler/--table for a faithful number)")
+        return
+    if args.calib_samples == 0:
+        if not src.calibration:
+            print("note: --calib-samples 0: the latency target/limit applies to the raw table sum")
+        return
+    from search_client.remote.calibrate import ensure_calibration
+
+    with _client(args) as client:
+        src.calibration = ensure_calibration(client, args.table, space, samples=args.calib_samples,
+                                             progress=progress)
+
+
 def _measure(args, table_id: str, arch) -> None:
     with _client(args) as client:
         job = client.measure_network(table_id, arch)
@@ -116,7 +135,13 @@ def add_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch intra-op threads per process (default: torch's)")
     p.add_argument("--resume", help="checkpoint to continue from (e.g. OUT/ckpt.pt)")
     p.add_argument("--measure", action="store_true", help="have the device measure the derived net")
-    p.add_argument("--profile-missing", action="store_true", help="profile keys the table lacks first")
+    p.add_argument("--profile-missing", action=argparse.BooleanOptionalAction, default=True,
+                   help="have the device profile keys the table lacks first, e.g. the head of a dataset "
+                        "with another class count (default: on)")
+    p.add_argument("--calib-samples", type=int, default=20,
+                   help="with --target-ms/--max-ms and a table that has no calibration for this space and "
+                        "resolution: fit one first from this many random nets measured on the device "
+                        "(0: use the raw table sum)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-onnx", action="store_true")
     p.add_argument("--dump-alphas", action="store_true", help=argparse.SUPPRESS)  # DDP tests
@@ -144,6 +169,8 @@ def run_search(args) -> int:
             try:
                 payload["table"] = _table(args, space, profile_missing=args.profile_missing,
                                           progress=cfg.progress)
+                if cfg.target_ms is not None or cfg.max_ms is not None:
+                    _calibrated(args, space, payload["table"], progress=cfg.progress)
             except Exception as e:  # noqa: BLE001 - forwarded to every rank, then raised there
                 payload["error"] = f"{type(e).__name__}: {e}" if not isinstance(e, CliError | ValueError) \
                     else str(e)
