@@ -17,14 +17,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from search_client.data.datasets import DatasetSplits, load_dataset
 from search_client.engine import checkpoint, ddp
-from search_client.engine.loop import bn_batch_stats, cosine_lr, endless, loader, trim_log
+from search_client.engine.loop import cosine_lr, endless, loader, trim_log
 from search_client.engine.reinforce import RLState, rl_step
-from search_client.latency.constraint import check_feasible, over_limit_penalty, project_under
+from search_client.engine.report import arch_report, evaluate
+from search_client.latency.constraint import check_feasible, over_limit_penalty
 from search_client.latency.losses import US_PER_MS, check_target, latency_loss
 from search_client.latency.model import LatencyModel
 from search_client.supernet.supernet import SuperNet
@@ -154,21 +154,6 @@ def check_log_range(lat: LatencyModel, cfg: SearchConfig) -> None:
 
 # ---- steps ---------------------------------------------------------------------------------------
 
-@torch.no_grad()
-def evaluate(net: SuperNet, dl: DataLoader, dist: ddp.Dist, max_batches: int | None) -> float:
-    net.set_choices()  # argmax path
-    correct = total = 0
-    with bn_batch_stats(net):
-        for i, (x, y) in enumerate(dl):
-            if max_batches is not None and i >= max_batches:
-                break
-            x, y = x.to(dist.device), y.to(dist.device)
-            correct += int((net(x).argmax(1) == y).sum())  # (B, classes) -> (B,)
-            total += len(y)
-    correct, total = ddp.sum_all([correct, total], dist)
-    return correct / max(total, 1)
-
-
 def weight_step(net: SuperNet, x, y, opt, gen, dist: ddp.Dist, cfg: SearchConfig) -> tuple[float, float]:
     net.sample("single", gen)
     opt.zero_grad(set_to_none=True)  # None, not 0: unsampled candidates must stay out of SGD
@@ -213,23 +198,6 @@ def arch_step(net: SuperNet, x, y, opt, lat: LatencyModel | None, gen, dist: ddp
     opt.zero_grad(set_to_none=True)
     net.rescale_arch_()  # no-op outside two mode
     return loss.item()
-
-
-def arch_report(net: SuperNet, lat: LatencyModel | None, max_ms: float | None) -> dict:
-    """Logged every epoch: the distribution, its argmax, and the argmax projected under max_ms."""
-    with torch.no_grad():
-        probs = [p.detach().cpu() for p in net.full_probs()]
-        rep = {"entropy": net.entropy(), "max_prob": sum(float(p.max()) for p in probs) / max(len(probs), 1),
-               "choices": net.derive(),
-               "probs": [[round(float(q), 4) for q in p] for p in probs]}
-        if lat is not None:
-            rep["expected_ms"] = float(lat.expected_latency(probs))
-            rep["predicted_ms"] = lat.predict(rep["choices"])
-            if max_ms is not None:
-                proj = project_under([m.names for m in net.mixed_ops], probs, lat.layer_costs, lat.predict,
-                                     max_ms)
-                rep["projected_choices"], rep["projected_ms"] = proj.choices, proj.predicted_ms
-    return rep
 
 
 # ---- the loop -----------------------------------------------------------------------------------
