@@ -148,6 +148,8 @@ def to_yaml(session: Session, table: Table) -> str:
                     "raw_mean": st.mean_ms, "raw_var": st.std_ms ** 2}
         if st.ref_ms is not None:
             doc[key]["ref"] = st.ref_ms
+        if st.nominal_ms is not None:  # which quiet clock the figures are on, so an import compares them
+            doc[key]["nominal"] = st.nominal_ms
     header = (f"# latency table {meta.id}: device={meta.device} backend={meta.backend} threads={meta.threads}"
               f" batch={meta.batch} dtype={meta.dtype} etag={meta.etag}\n# times in ms, var in ms^2;"
               " mean = served median (drift-corrected), var = robust ((p90 - p10) / 2.563)^2;"
@@ -179,14 +181,14 @@ def _published_entry(key: str, entry: Any) -> OpStats:
     count = _number(entry, "count", key)
     if count != int(count) or count > MAX_COUNT:
         raise Invalid(key, f"field 'count' must be an integer up to {MAX_COUNT}, got {excerpt(entry['count'])}")
-    opt = {f: _number(entry, f, key) for f in ("median", "p10", "p90", "raw_mean", "raw_var", "ref")
+    opt = {f: _number(entry, f, key) for f in ("median", "p10", "p90", "raw_mean", "raw_var", "ref", "nominal")
            if f in entry}
     # Our own export: "mean" is the median and "var" its robust spread; the sample moments sit beside them.
     raw_mean = opt.get("raw_mean", mean)
     std = math.sqrt(opt["raw_var"] if "raw_var" in opt else _number(entry, "var", key))
     return OpStats(median_ms=opt.get("median", mean), mean_ms=raw_mean, std_ms=std,
                    p10_ms=opt.get("p10", mean), p90_ms=opt.get("p90", mean), count=int(count),
-                   ref_ms=opt.get("ref"))
+                   ref_ms=opt.get("ref"), nominal_ms=opt.get("nominal"))
 
 
 def _json_entry(key: str, entry: Any) -> OpStats:
