@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench-table bench-memory bench-fidelity clean
+.PHONY: install test lint demo bench-table bench-memory bench-fidelity bench-search bench-specialisation clean
 
 install: $(STAMP)
 
@@ -33,6 +33,13 @@ bench-memory: install
 
 bench-fidelity: install
 	$(PY) bench/fidelity.py
+
+# issue 8: searched vs random nets at equal measured latency (~30 min on 2 cores; QUICK=1 for minutes)
+bench-search: install
+	$(PY) bench/search_outcome.py $(if $(QUICK),--quick,--png docs/search_outcome.png)
+
+bench-specialisation: install
+	$(PY) bench/specialisation.py $(if $(QUICK),--quick,--png docs/specialisation.png)
 
 clean:
 	rm -rf var runs .pytest_cache
