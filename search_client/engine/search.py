@@ -23,8 +23,9 @@ from tqdm import tqdm
 from search_client.data.datasets import DatasetSplits, load_dataset
 from search_client.engine import checkpoint, ddp
 from search_client.engine.loop import bn_batch_stats, cosine_lr, endless, loader, trim_log
+from search_client.engine.reinforce import RLState, rl_step
 from search_client.latency.constraint import check_feasible, over_limit_penalty, project_under
-from search_client.latency.losses import check_target, latency_loss
+from search_client.latency.losses import US_PER_MS, check_target, latency_loss
 from search_client.latency.model import LatencyModel
 from search_client.supernet.supernet import SuperNet
 from shared.spaces import SearchSpace, get_space
@@ -58,9 +59,18 @@ class SearchConfig:
     # architecture
     arch_lr: float | None = None  # None: auto_arch_lr() from the planned number of architecture steps
     arch_every: int = 5
+    # search epochs at the start of the search that take no architecture step, as the original's
+    # ``if epoch > 0``: the candidates start as one function (candidate_init), so the CE gradient on
+    # alpha is ~1e-11 until the paths have trained apart, and early steps would follow latency alone
+    arch_skip_epochs: int = 1
     grad_mode: str = "two"  # two | full
-    # add#linear by default: mul#log's log(E[LAT]) / log(T) in ms is undefined when E[LAT] and T straddle
-    # 1 ms, which CPU/GPU tables at small resolutions do (the original only ever targeted ~80 ms phones).
+    arch_algo: str = "grad"  # grad (BinaryConnect gradient) | reinforce (policy gradient, engine.reinforce)
+    rl_batch: int = 10  # architectures sampled per REINFORCE step (the original's rl_batch_size)
+    rl_tradeoff: float = 0.1  # w in acc * (LAT / T) ** -w (the original's rl_tradeoff_ratio)
+    rl_over: float = 2.0  # reward * (LAT / max_ms) ** -rl_over above max_ms only
+    rl_baseline_decay: float = 0.9  # moving-average baseline of the mean reward
+    # add#linear by default: its push is the same at any latency scale (mul#log is defined everywhere
+    # above 1 us now, see latency.losses, but its strength depends on log(T))
     loss: str = "add#linear"  # add#linear | mul#log
     target_ms: float | None = None  # None: no latency term (plain CE)
     max_ms: float | None = None  # hard limit on the derived arch's predicted latency
@@ -83,14 +93,17 @@ class SearchConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-# The original's Adam lr 1e-3 moves the logits over ~80,000 architecture steps (80 search epochs of
-# ImageNet, one step every 5 batches). A search of a few hundred steps at that lr ends where it started.
+# The original's Adam lr 1e-3 moves the logits over ~114,000 architecture steps: after its 40 warm-up
+# epochs, 120 search epochs of the ImageNet train split less the 50,000 held out for the arch steps
+# ((1,281,167 - 50,000) / 256 = 4,809 batches), one arch step every 5 batches (961 per epoch), none in
+# the first search epoch: 119 * 961 = 114,400. A search of a few hundred steps at that lr ends where
+# it started.
 ORIGINAL_ARCH_LR = 1e-3
-ORIGINAL_ARCH_STEPS = 80_000
+ORIGINAL_ARCH_STEPS = 114_000
 
 
 def auto_arch_lr(arch_steps: int) -> float:
-    """1e-3 for a search as long as the original's, scaled by sqrt(80,000 / steps) for a shorter one.
+    """1e-3 for a search as long as the original's, scaled by sqrt(114,000 / steps) for a shorter one.
 
     Under noisy gradients Adam moves each logit about lr per step in a random direction, so the spread
     after N steps is lr * sqrt(N): the scaling keeps that spread at the original's (0.28 nats) while
@@ -99,9 +112,13 @@ def auto_arch_lr(arch_steps: int) -> float:
     return ORIGINAL_ARCH_LR * max(1.0, (ORIGINAL_ARCH_STEPS / max(arch_steps, 1)) ** 0.5)
 
 
+def planned_arch_steps(cfg: SearchConfig, steps_per_epoch: int) -> int:
+    return max(cfg.epochs - cfg.arch_skip_epochs, 0) * (steps_per_epoch // cfg.arch_every)
+
+
 # fields a resumed run must share with its checkpoint (the rest, e.g. epochs or out, may change)
 RESUME_FIXED = ("space", "resolution", "width_mult", "dataset", "batch_size", "seed", "grad_mode",
-                "warmup_epochs", "arch_every", "steps_per_epoch")
+                "warmup_epochs", "arch_every", "steps_per_epoch", "arch_skip_epochs")
 
 
 def make_space(cfg: SearchConfig, num_classes: int) -> SearchSpace:
@@ -121,15 +138,14 @@ def latency_model(entries: dict[str, float] | None, space: SearchSpace,
 
 
 def check_log_range(lat: LatencyModel, cfg: SearchConfig) -> None:
-    """mul#log takes log(E[LAT]) / log(T): refuse before training, not mid-search, when some
-    architecture of the space could put E[LAT] on the other side of 1 ms from the target."""
+    """mul#log takes log(E[LAT] in us): refuse before training, not mid-search, when some architecture
+    of the space is predicted under 1 us (the log would not be positive)."""
     if cfg.target_ms is None or cfg.loss != "mul#log":
         return
     lo = lat.fixed_ms + sum(float(c.min()) for c in lat.layer_costs)
-    hi = lat.fixed_ms + sum(float(c.max()) for c in lat.layer_costs)
-    if min(lo, hi, cfg.target_ms) <= 1.0 <= max(lo, hi, cfg.target_ms):
-        raise ValueError(f"mul#log needs E[LAT] and the target on one side of 1 ms, but this space spans "
-                         f"{lo:.3g}..{hi:.3g} ms with target {cfg.target_ms:g} ms; use --loss add#linear")
+    if lo * US_PER_MS <= 1.0:
+        raise ValueError(f"mul#log takes log(E[LAT]) in microseconds, but this space's fastest net is "
+                         f"predicted at {lo:.3g} ms (<= 1 us); use --loss add#linear")
 
 
 # ---- steps ---------------------------------------------------------------------------------------
@@ -160,22 +176,29 @@ def weight_step(net: SuperNet, x, y, opt, gen, dist: ddp.Dist, cfg: SearchConfig
     return loss.item(), (logits.detach().argmax(1) == y).float().mean().item()
 
 
-def arch_loss(ce: torch.Tensor, expected_ms: torch.Tensor | None, cfg: SearchConfig) -> torch.Tensor:
+def arch_loss(ce: torch.Tensor, expected_ms: torch.Tensor | None, cfg: SearchConfig,
+              full_ms: torch.Tensor | float | None = None) -> torch.Tensor:
+    """``expected_ms``: E[LAT] over the probabilities of this step (the pair in two mode), which the
+    gradient flows through; ``full_ms``: E[LAT] of the full softmax, which decides the max_ms hinge."""
     if expected_ms is None:
         return ce
     loss = ce
     if cfg.target_ms is not None:
         loss = latency_loss(ce, expected_ms, kind=cfg.loss, target_ms=cfg.target_ms, alpha=cfg.reg_alpha,
                             beta=cfg.reg_beta, lam=cfg.reg_lambda)
-    return loss + over_limit_penalty(expected_ms, cfg.max_ms, cfg.max_penalty).to(ce.device)
+    return loss + over_limit_penalty(expected_ms, cfg.max_ms, cfg.max_penalty, full_ms).to(ce.device)
 
 
 def arch_step(net: SuperNet, x, y, opt, lat: LatencyModel | None, gen, dist: ddp.Dist,
               cfg: SearchConfig) -> float:
     net.sample(cfg.grad_mode, gen)
     ce = F.cross_entropy(net(x), y)  # plain CE on the valid batch
-    expected = lat.expected_latency(net.arch_probs()) if lat is not None else None
-    loss = arch_loss(ce, expected, cfg)
+    expected = full = None
+    if lat is not None:
+        expected = lat.expected_latency(net.arch_probs())
+        with torch.no_grad():
+            full = lat.expected_latency(net.full_probs())
+    loss = arch_loss(ce, expected, cfg, full)
     alphas = net.arch_parameters()
     # grads of the logits only: the weight-gradient kernels are skipped, and no weight .grad is touched
     grads = torch.autograd.grad(loss, alphas, allow_unused=True)
@@ -192,7 +215,8 @@ def arch_report(net: SuperNet, lat: LatencyModel | None, max_ms: float | None) -
     """Logged every epoch: the distribution, its argmax, and the argmax projected under max_ms."""
     with torch.no_grad():
         probs = [p.detach().cpu() for p in net.full_probs()]
-        rep = {"entropy": net.entropy(), "choices": net.derive(),
+        rep = {"entropy": net.entropy(), "max_prob": sum(float(p.max()) for p in probs) / max(len(probs), 1),
+               "choices": net.derive(),
                "probs": [[round(float(q), 4) for q in p] for p in probs]}
         if lat is not None:
             rep["expected_ms"] = float(lat.expected_latency(probs))
@@ -223,6 +247,8 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
         check_target(cfg.loss, cfg.target_ms)
     if cfg.grad_mode not in ("two", "full"):
         raise ValueError(f"grad_mode must be two or full, not {cfg.grad_mode!r}")
+    if cfg.arch_algo not in ("grad", "reinforce"):
+        raise ValueError(f"arch_algo must be grad or reinforce, not {cfg.arch_algo!r}")
 
     splits = splits or load_dataset(cfg.dataset, resolution=cfg.resolution, data_dir=cfg.data_dir,
                                     seed=cfg.seed, synthetic_size=cfg.synthetic_size)
@@ -245,10 +271,11 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
     valid_dl, valid_sampler = loader(splits.valid, batch_size=cfg.batch_size, dist=dist, seed=cfg.seed + 1,
                                        num_workers=cfg.num_workers)
     spe = min(len(train_dl), cfg.steps_per_epoch or len(train_dl))
-    arch_lr = cfg.arch_lr if cfg.arch_lr is not None else auto_arch_lr(cfg.epochs * (spe // cfg.arch_every))
+    arch_lr = cfg.arch_lr if cfg.arch_lr is not None else auto_arch_lr(planned_arch_steps(cfg, spe))
     a_opt = torch.optim.Adam(net.arch_parameters(), lr=arch_lr, betas=(0.0, 0.999), eps=1e-8, weight_decay=0.0)
     total_epochs = cfg.warmup_epochs + cfg.epochs
     step, arch_steps, start_epoch = 0, 0, 0
+    rl = RLState()
     if ckpt is not None:
         net.load_state_dict(ckpt["model"])
         w_opt.load_state_dict(ckpt["weight_optimizer"])
@@ -257,6 +284,7 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
             g["lr"] = arch_lr
         step, arch_steps, start_epoch = ckpt["step"], ckpt["arch_steps"], ckpt["epoch"] + 1
         checkpoint.set_rng_state(ckpt["rng"][min(dist.rank, len(ckpt["rng"]) - 1)], gen)
+        rl.baseline = ckpt.get("rl_baseline")
     else:
         torch.manual_seed(cfg.seed + dist.rank)  # per-rank stream for anything else random
     log_path = out / "log.jsonl"
@@ -285,9 +313,12 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
                 g["lr"] = lr
             loss, acc = weight_step(net, x, y, w_opt, gen, dist, cfg)
             step, n, loss_sum, acc_sum = step + 1, n + 1, loss_sum + loss, acc_sum + acc
-            if not warm and (i + 1) % cfg.arch_every == 0:
+            if epoch >= cfg.warmup_epochs + cfg.arch_skip_epochs and (i + 1) % cfg.arch_every == 0:
                 vx, vy = next(valid_batches)
-                arch_step(net, vx.to(dist.device), vy.to(dist.device), a_opt, lat, gen, dist, cfg)
+                if cfg.arch_algo == "reinforce":
+                    rl_step(net, vx.to(dist.device), vy.to(dist.device), a_opt, lat, gen, dist, cfg, rl)
+                else:
+                    arch_step(net, vx.to(dist.device), vy.to(dist.device), a_opt, lat, gen, dist, cfg)
                 arch_steps += 1
             bar.update(1)
             if dist.is_main and cfg.progress:
@@ -304,12 +335,13 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
         if dist.is_main:
             line = {"epoch": epoch, "phase": "warmup" if warm else "search", "step": step,
                     "arch_steps": arch_steps, "lr": lr, "arch_lr": arch_lr, "train_loss": train_loss,
-                    "train_acc": train_acc,
-                    "valid_acc": valid_acc, "time_s": round(time.time() - t0, 3), **rep}
+                    "train_acc": train_acc, "valid_acc": valid_acc,
+                    **({"rl_reward": rl.last_reward, "rl_baseline": rl.baseline}
+                       if cfg.arch_algo == "reinforce" else {}), "time_s": round(time.time() - t0, 3), **rep}
             with open(log_path, "a") as f:
                 f.write(json.dumps(line) + "\n")
             summary = f"epoch {epoch + 1}/{total_epochs} loss {train_loss:.3f} acc {train_acc:.3f} " \
-                      f"valid {valid_acc:.3f} H {rep['entropy']:.3f}"
+                      f"valid {valid_acc:.3f} H {rep['entropy']:.3f} maxp {rep['max_prob']:.3f}"
             if "expected_ms" in rep:
                 summary += f" E[LAT] {rep['expected_ms']:.2f}ms argmax {rep['predicted_ms']:.2f}ms"
             tqdm.write(summary)
@@ -325,7 +357,7 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
                 "model": net.state_dict(), "weight_optimizer": w_opt.state_dict(),
                 "arch_optimizer": a_opt.state_dict(), "rng": rngs, "table": table_info or {},
                 "latency_entries": dict(lat.entries) if lat is not None else None,
-                "calibration": calibration})
+                "calibration": calibration, "rl_baseline": rl.baseline})
         ddp.barrier(dist)
 
     if cfg.dump_alphas:

@@ -74,7 +74,7 @@ def fetch_table(client, table_id: str, space: SearchSpace, *, profile_missing: b
     missing = missing_keys(space, {k: v.median_ms for k, v in table.entries.items()})
     if missing and not profile_missing:
         raise ValueError(describe_missing(missing, f"table {table_id}") +
-                         "; rerun with --profile-missing to have the device measure them")
+                         "; rerun with --profile-missing (the default) to have the device measure them")
     if missing:
         from tqdm import tqdm
 

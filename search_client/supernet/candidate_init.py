@@ -22,6 +22,8 @@ from collections import defaultdict
 import torch
 from torch import nn
 
+from shared.ops import SepConv
+
 
 def _group_key(module: nn.Module) -> tuple:
     # a dilated conv is a different function from the plain one of the same shape: never cropped into it
@@ -83,3 +85,29 @@ def align_candidates_(candidates: list[nn.Module]) -> None:
 
 def _fits(shape: torch.Size, outer: torch.Size) -> bool:
     return len(shape) == len(outer) and all(a <= b for a, b in zip(shape, outer, strict=True))
+
+
+@torch.no_grad()
+def align_sep_convs_(candidates: list[nn.Module], *, identity: bool) -> None:
+    """The CIFAR op set (sep_conv / dil_conv beside identity and pools): every separable conv of the
+    layer starts as one function with a centre-tap depthwise kernel, which a dilated and an undilated
+    conv compute alike. ``identity`` (a layer whose parameter-free candidates pass the input on): that
+    function is BN(ReLU(x)), a unit depthwise tap and an identity pointwise conv, so every candidate
+    of the layer starts close to the identity and the next layer sees the same features whichever
+    path ran. Without it the convs hand on a random projection while identity and pools hand on x,
+    and with one random path per step the supernet stays at chance (loss ln 10)."""
+    seps = [c for c in candidates if isinstance(c, SepConv)]
+    if not seps:
+        return
+    dws = [next(m for m in c if isinstance(m, nn.Conv2d) and m.groups > 1) for c in seps]
+    pws = [next(m for m in c if isinstance(m, nn.Conv2d) and m.groups == 1) for c in seps]
+    k = dws[0].kernel_size[0] // 2
+    centre = torch.ones_like(dws[0].weight[:, :, k, k]) if identity else dws[0].weight[:, :, k, k].clone()
+    if identity and pws[0].in_channels != pws[0].out_channels:
+        raise ValueError("an identity start needs as many output channels as input channels")
+    pw = (torch.eye(pws[0].out_channels)[:, :, None, None] if identity else pws[0].weight.clone())
+    for dw, p in zip(dws, pws, strict=True):
+        c = dw.kernel_size[0] // 2
+        dw.weight.zero_()
+        dw.weight[:, :, c, c] = centre
+        p.weight.copy_(pw)

@@ -13,7 +13,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from search_client.supernet.candidate_init import align_candidates_
+from search_client.supernet.candidate_init import align_candidates_, align_sep_convs_
 from search_client.supernet.mixed_op import ZERO, MixedOp
 from shared.arch import Net
 from shared.ops import build_op, zero_last_bn_
@@ -40,6 +40,9 @@ class SearchLayer(nn.Module):
                 zero_last_bn_(op)
         if aligned_init:
             align_candidates_(real)
+            # identity / pools keep the shape: the convs beside them start near the identity too
+            passes_input = any(len(op.state_dict()) == 0 for op in real)
+            align_sep_convs_(real, identity=passes_input)
         self.mixed = MixedOp(ops, layer.candidates)
         self.shortcut = layer.shortcut
 

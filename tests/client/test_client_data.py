@@ -188,3 +188,18 @@ def test_synthetic_same_data_for_every_seed():
     b = load_dataset("synthetic", resolution=8, synthetic_size=64, seed=1)
     assert torch.equal(a.test[0][0], b.test[0][0])
     assert _indices(a.valid) != _indices(b.valid)
+
+
+def test_mnist_from_mlxtends_wheel_splits_without_download():
+    from search_client.data.datasets import load_dataset
+
+    a = load_dataset("mnist", resolution=32, seed=0)
+    b = load_dataset("mnist", resolution=32, seed=1)
+    assert (len(a.train), len(a.valid), len(a.test), a.num_classes) == (3200, 800, 1000, 10)
+    assert set(a.train.indices.tolist()).isdisjoint(a.valid.indices.tolist())
+    assert set(a.train.indices.tolist() + a.valid.indices.tolist()).isdisjoint(a.test.indices.tolist())
+    assert a.test.indices.tolist() == b.test.indices.tolist()  # the test split ignores the seed
+    assert a.train.indices.tolist() != b.train.indices.tolist()
+    x, y = a.train[0]
+    assert x.shape == (3, 32, 32) and 0 <= y < 10
+    assert sorted(set(a.test.targets)) == list(range(10))

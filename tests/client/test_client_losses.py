@@ -14,7 +14,8 @@ def test_mul_log_formula():
     ce = torch.tensor(2.0)
     lat = torch.tensor(120.0)
     got = latency_loss(ce, lat, kind="mul#log", target_ms=80.0)
-    assert got.item() == pytest.approx(0.2 * 2.0 * (math.log(120) / math.log(80)) ** 0.3)
+    # logs in microseconds (see the module doc): the ratio is log(120,000 us) / log(80,000 us)
+    assert got.item() == pytest.approx(0.2 * 2.0 * (math.log(120_000) / math.log(80_000)) ** 0.3)
 
 
 def test_add_linear_formula():
@@ -41,22 +42,31 @@ def test_sub_millisecond_target_both_sides_below_one():
     assert math.isfinite(loss.item())
 
 
+@pytest.mark.parametrize(("lat", "target"), [(0.3, 0.5), (0.7, 0.5), (0.5, 20.0), (30.0, 0.5), (120.0, 80.0)])
+def test_mul_log_never_rewards_a_slower_net(lat, target):
+    # in ms logs, E=0.3 and T=0.5 gave dloss/dE = -0.196: the search was pushed toward slower nets
+    e = torch.tensor(lat, requires_grad=True)
+    latency_loss(torch.tensor(1.0), e, kind="mul#log", target_ms=target).backward()
+    assert e.grad.item() > 0
+
+
 @pytest.mark.parametrize("target", [0, -3, float("nan")])
 def test_target_must_be_positive(target):
     with pytest.raises(ValueError, match="positive"):
         latency_loss(torch.tensor(1.0), 10.0, kind="add#linear", target_ms=target)
 
 
-def test_mul_log_target_one_rejected():
-    with pytest.raises(ValueError, match="log"):
-        latency_loss(torch.tensor(1.0), 10.0, kind="mul#log", target_ms=1.0)
-    # add#linear has no log, so 1 ms is a fine target there
+def test_mul_log_target_of_one_microsecond_rejected():
+    assert math.isfinite(latency_loss(torch.tensor(1.0), 10.0, kind="mul#log", target_ms=1.0).item())
+    with pytest.raises(ValueError, match="microseconds"):
+        latency_loss(torch.tensor(1.0), 10.0, kind="mul#log", target_ms=0.001)
+    # add#linear has no log, so any positive target is fine there
     assert latency_loss(torch.tensor(1.0), 1.0, kind="add#linear", target_ms=1.0).item() == pytest.approx(1.0)
 
 
-def test_mul_log_across_one_ms_is_an_error_not_nan():
-    with pytest.raises(ValueError, match="same side of 1 ms"):
-        latency_loss(torch.tensor(1.0), 0.5, kind="mul#log", target_ms=20.0)
+def test_mul_log_under_one_microsecond_is_an_error_not_nan():
+    with pytest.raises(ValueError, match="microseconds"):
+        latency_loss(torch.tensor(1.0), 0.0005, kind="mul#log", target_ms=20.0)
 
 
 def test_unknown_kind():

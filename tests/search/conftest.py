@@ -78,7 +78,7 @@ def tiny_config(tmp_path: Path) -> Callable[..., SearchConfig]:
 
     def make(**kw) -> SearchConfig:
         base = dict(space="proxyless-mobile", resolution=RESOLUTION, dataset="digits", batch_size=32,
-                    warmup_epochs=1, epochs=1, steps_per_epoch=4, arch_every=1, eval_batches=2,
+                    warmup_epochs=1, epochs=1, steps_per_epoch=4, arch_every=1, eval_batches=2, arch_skip_epochs=0,
                     progress=False, out=str(tmp_path / "run"))
         base.update(kw)
         return SearchConfig(**base)

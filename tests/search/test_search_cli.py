@@ -19,7 +19,8 @@ from shared.spaces import get_space
 REPO = Path(__file__).resolve().parents[2]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 SMALL = ["--resolution", "32", "--dataset", "digits", "--batch-size", "32", "--warmup-epochs", "1",
-         "--epochs", "1", "--steps-per-epoch", "4", "--arch-every", "2", "--no-progress", "--threads", "1"]
+         "--epochs", "1", "--steps-per-epoch", "4", "--arch-every", "2", "--no-progress", "--threads", "1",
+         "--arch-skip-epochs", "0"]
 
 
 def free_port() -> int:
@@ -115,10 +116,27 @@ def test_main_module_runs_without_traceback(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.startswith("error: ")
 
 
-def test_mul_log_across_one_ms_is_refused_before_training(tmp_path, entries, capsys):
-    path = tmp_path / "fast.json"  # a fast device: the whole space runs under 1 ms
-    path.write_text(json.dumps({k: v / 1000 for k, v in entries.items()}))
+def test_mul_log_under_one_microsecond_is_refused_before_training(tmp_path, entries, capsys):
+    path = tmp_path / "fast.json"  # an impossible device: the whole space runs under 1 us
+    path.write_text(json.dumps({k: v / 1e6 for k, v in entries.items()}))
     code, err = run_cli(["search", "--table-file", str(path), "--target-ms", "30", "--loss", "mul#log",
                          "--out", str(tmp_path / "o"), *SMALL], capsys)
-    assert code == 2 and "add#linear" in err
+    assert code == 2 and "add#linear" in err and "microseconds" in err
     assert not (tmp_path / "o" / "log.jsonl").exists()
+
+
+def test_predict_prints_the_calibrated_prediction_beside_the_raw_sum(tmp_path, entries, capsys):
+    from search_client.latency.model import LatencyModel
+    from shared.arch import make_arch
+
+    space = get_space("proxyless-mobile", 32, 1.0, 10)
+    choices = [layer.candidates[0] for layer in space.layers]
+    arch_path = tmp_path / "arch.json"
+    arch_path.write_text(make_arch(space, choices).model_dump_json())
+    raw = LatencyModel(entries, space).predict(choices)
+    table = tmp_path / "cal.json"
+    table.write_text(json.dumps({"id": "t", "entries": {k: {"median_ms": v} for k, v in entries.items()},
+                                 "calibration": {"intercept_ms": 1.5, "scale": 0.5}}))
+    assert main(["predict", str(arch_path), "--table-file", str(table)]) == 0
+    out = capsys.readouterr().out
+    assert f"predicted {1.5 + 0.5 * raw:.3f} ms calibrated" in out and f"raw table sum {raw:.3f} ms" in out

@@ -52,3 +52,15 @@ def test_penalty_is_zero_under_the_limit_and_grows_over_it():
     pen = over_limit_penalty(e, 20.0, 2.0)
     pen.backward()
     assert float(pen) == pytest.approx(1.0) and float(e.grad) == pytest.approx(0.1)
+
+
+def test_hinge_is_decided_on_the_full_expectation_with_the_two_path_gradient():
+    # two-path E over the limit, full E under: no penalty, no gradient
+    two = torch.tensor(30.0, requires_grad=True)
+    pen = over_limit_penalty(two, 25.0, 1.0, full_ms=torch.tensor(20.0))
+    assert float(pen) == 0.0 and not pen.requires_grad
+    # two-path E under the limit, full E over: the penalty is the full one, its gradient goes to the pair
+    two = torch.tensor(10.0, requires_grad=True)
+    pen = over_limit_penalty(two, 20.0, 2.0, full_ms=torch.tensor(30.0))
+    pen.backward()
+    assert float(pen) == pytest.approx(1.0) and float(two.grad) == pytest.approx(0.1)

@@ -79,9 +79,17 @@ def test_resume_refuses_a_different_space(tiny_config, digits, entries, tmp_path
 
 
 def test_auto_arch_lr_is_the_originals_for_a_search_as_long_as_its_own():
-    assert auto_arch_lr(80_000) == 1e-3
+    # the original: 119 search epochs with arch steps (the first is skipped) x 961 steps
+    assert auto_arch_lr(114_000) == 1e-3
     assert auto_arch_lr(1_000_000) == 1e-3  # never below the original
-    assert auto_arch_lr(20) == pytest.approx(1e-3 * (80_000 / 20) ** 0.5)
+    assert auto_arch_lr(20) == pytest.approx(1e-3 * (114_000 / 20) ** 0.5)
+
+
+def test_first_search_epoch_takes_no_architecture_step(tiny_config, digits, entries, tmp_path):
+    res = search(tiny_config(warmup_epochs=1, epochs=2, steps_per_epoch=3, arch_every=1, target_ms=30.0,
+                             arch_skip_epochs=1), entries=entries, splits=digits)
+    log = read_log(str(tmp_path / "run"))
+    assert [r["arch_steps"] for r in log] == [0, 0, 3] and res["arch_steps"] == 3
 
 
 def test_resume_takes_this_runs_arch_lr_not_the_checkpoints(tiny_config, digits, entries, tmp_path):
@@ -91,3 +99,34 @@ def test_resume_takes_this_runs_arch_lr_not_the_checkpoints(tiny_config, digits,
     assert [r["arch_lr"] for r in read_log(str(tmp_path / "run"))] == [0.3, 0.3, 0.01]
     saved = checkpoint.load(str(tmp_path / "run" / "ckpt.pt"))
     assert saved["arch_optimizer"]["param_groups"][0]["lr"] == 0.01
+
+
+def test_log_reports_convergence_per_epoch(tiny_config, digits, entries, tmp_path):
+    search(tiny_config(target_ms=30.0, epochs=1), entries=entries, splits=digits)
+    last = read_log(str(tmp_path / "run"))[-1]
+    best = [max(p) for p in last["probs"]]
+    assert last["max_prob"] == pytest.approx(sum(best) / len(best), abs=1e-3)
+    assert 0.0 < last["entropy"] <= 1.95
+
+
+def test_reinforce_search_runs_end_to_end_and_moves_the_logits(tiny_config, digits, entries, tmp_path):
+    res = search(tiny_config(arch_algo="reinforce", rl_batch=3, target_ms=30.0, max_ms=40.0, arch_lr=0.1,
+                             epochs=2), entries=entries, splits=digits)
+    assert res["arch_steps"] == 8 and res["predicted_ms"] <= 40.0
+    log = read_log(str(tmp_path / "run"))
+    assert "rl_reward" in log[-1] and 0.0 <= log[-1]["rl_reward"] <= 2.0
+    ckpt = checkpoint.load(res["checkpoint"])
+    assert ckpt["rl_baseline"] is not None
+    # eight policy-gradient steps at lr 0.1 move the logits far from their N(0, 1e-3) start
+    assert max(float(p.max()) for p in ckpt["arch_probs"]) > 0.2
+    out = derive(res["checkpoint"], tmp_path / "derived", onnx=False)
+    assert out["summary"]["predicted_ms"] <= 40.0 and len(out["summary"]["choices"]) == 21
+
+
+def test_reinforce_reward_trades_latency_softly_and_punishes_only_over_the_limit():
+    from search_client.engine.reinforce import reward
+
+    kw = dict(tradeoff=0.1, over=2.0)
+    assert reward(0.8, 20.0, target_ms=10.0, max_ms=None, **kw) == pytest.approx(0.8 * 2 ** -0.1)
+    assert reward(0.8, 9.0, target_ms=None, max_ms=10.0, **kw) == 0.8  # under the limit: accuracy alone
+    assert reward(0.8, 20.0, target_ms=None, max_ms=10.0, **kw) == pytest.approx(0.8 / 4)

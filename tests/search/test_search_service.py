@@ -8,6 +8,7 @@ import json
 
 import httpx
 import pytest
+import torch
 
 from search_client.cli.main import main
 
@@ -46,13 +47,20 @@ def test_search_refuses_missing_keys_then_profiles_them_and_measures(partial_tab
     small = ["--resolution", "32", "--dataset", "digits", "--batch-size", "32", "--warmup-epochs", "0",
              "--epochs", "1", "--steps-per-epoch", "2", "--arch-every", "1", "--no-progress", "--threads", "1",
              "--target-ms", "30", "--profiler", url, "--table", table_id, "--out", str(tmp_path / "run")]
-    assert main(["search", *small]) == 2
+    assert main(["search", *small, "--no-profile-missing"]) == 2
     err = capsys.readouterr().err
     assert f"lacks {len(dropped)} key(s)" in err and dropped[0] in err and "--profile-missing" in err
 
-    assert main(["search", *small, "--profile-missing", "--measure", "--no-onnx"]) == 0
+    # by default: profile what is missing, calibrate the table for this space (it has no calibration),
+    # search, derive, measure
+    assert main(["search", *small, "--calib-samples", "3", "--measure", "--no-onnx"]) == 0
     out = capsys.readouterr().out
+    assert "calibrating for proxyless-mobile @ 32 px" in out and "calibration v1" in out
     assert "predicted" in out and "measured" in out and "ms (median)" in out
+    cal = httpx.get(f"{url}/v1/tables/{table_id}", timeout=30).json()["calibration"]
+    assert cal["n_networks"] == 3
+    ckpt = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)
+    assert ckpt["calibration"]["version"] == cal["version"]  # the search used it
     table = httpx.get(f"{url}/v1/tables/{table_id}", timeout=30).json()
     assert all(k in table["entries"] for k in dropped)  # measured into the same table
 
