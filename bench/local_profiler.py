@@ -100,6 +100,20 @@ def search_cli(args: Sequence[str], log: Path, *, threads: int | None = None) ->
     return time.perf_counter() - t0
 
 
+def shared_epochs(warmup_epochs: int | None, search_args: str = "") -> int:
+    """Epochs before a search's first architecture step (warm-up + the search epochs that skip them): weights
+    only, so one checkpoint of them serves every budget, table and algorithm (``--resume``)."""
+    from search_client.engine.search import SearchConfig
+
+    d = SearchConfig()
+    warm = warmup_epochs if warmup_epochs is not None else d.warmup_epochs
+    skip = getattr(d, "arch_skip_epochs", 0)
+    parts = search_args.split()
+    if "--arch-skip-epochs" in parts:
+        skip = int(parts[parts.index("--arch-skip-epochs") + 1])
+    return warm + skip
+
+
 def cli_options(command: str) -> set[str]:
     """The option strings a ``search-client`` subcommand accepts (so a bench can use a new flag only where
     the CLI has it)."""

@@ -87,7 +87,7 @@ def format_table(rows: Sequence[dict], randoms: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-MARKERS = {"gradient": ("*", "tab:red"), "reinforce": ("D", "tab:blue")}
+MARKERS = {"grad": ("*", "tab:red"), "reinforce": ("D", "tab:blue")}
 
 
 def plot(path: str | Path, panels: Sequence[dict]) -> Path:
@@ -124,7 +124,7 @@ def plot(path: str | Path, panels: Sequence[dict]) -> Path:
         ax.set(xlabel="measured latency on the device (ms, median)", ylabel="held-out test accuracy (mean of seeds)")
         ax.set_title(p["title"], fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -35,14 +35,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resolution", type=int, default=28)
     p.add_argument("--dataset", default=None, help="default: mnist when the CLI has it, else digits")
     p.add_argument("--tables", nargs=2, default=["onnxruntime:1", "torch:1"], metavar="BACKEND:THREADS")
-    p.add_argument("--random", type=int, default=12, help="random nets per table (calibration and budget)")
+    p.add_argument("--random", type=int, default=10, help="random nets per table (calibration and budget)")
     p.add_argument("--budget-pct", type=float, default=50, help="budget = this percentile of the random nets")
-    p.add_argument("--warmup-epochs", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--steps-per-epoch", type=int, default=None)
-    p.add_argument("--search-args", default="", help="extra flags for both searches")
+    p.add_argument("--warmup-epochs", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=3, help="search epochs (the first takes no arch step)")
+    p.add_argument("--steps-per-epoch", type=int, default=25)
+    p.add_argument("--search-args", default="--arch-every 2", help="extra flags for both searches")
     p.add_argument("--threads", type=int, default=2, help="torch threads of each search")
-    p.add_argument("--budget-s", type=float, default=1.0, help="profiler time budget per op")
+    p.add_argument("--budget-s", type=float, default=0.5, help="profiler time budget per op")
     p.add_argument("--out", default="runs/specialisation")
     p.add_argument("--png", default=None, help="also copy the picture here (e.g. docs/specialisation.png)")
     p.add_argument("--quick", action="store_true")
@@ -50,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.dataset is None:
         args.dataset = "mnist" if "mnist" in lp.cli_choices("search", "--dataset") else "digits"
     if args.quick:
-        args.random, args.warmup_epochs, args.epochs, args.steps_per_epoch, args.budget_s = 4, 1, 1, 8, 0.3
+        args.random, args.warmup_epochs, args.epochs, args.steps_per_epoch, args.budget_s = 4, 1, 2, 8, 0.3
     return args
 
 
@@ -92,15 +92,11 @@ def main(argv=None) -> int:
                         ("--steps-per-epoch", args.steps_per_epoch)):
             if v is not None:
                 base += [flag, str(v)]
-        warm_epochs = args.warmup_epochs
-        if warm_epochs is None:
-            from search_client.engine.search import SearchConfig
-
-            warm_epochs = SearchConfig().warmup_epochs
+        shared = lp.shared_epochs(args.warmup_epochs, args.search_args)
         log = out / "search.log"
         t = lp.search_cli([*base, "--profiler", client.base_url, "--table", ids[0], "--stop-after",
-                           str(warm_epochs), "--out", str(out / "warmup"), "--no-onnx"], log, threads=args.threads)
-        print(f"shared warm-up: {t:.0f} s", flush=True)
+                           str(shared), "--out", str(out / "warmup"), "--no-onnx"], log, threads=args.threads)
+        print(f"shared start ({shared} epochs of weights only): {t:.0f} s", flush=True)
         derived = {}
         for name, table_id in zip(names, ids, strict=True):
             d = out / name.replace(" ", "_")

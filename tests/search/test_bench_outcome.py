@@ -24,7 +24,7 @@ RANDOMS = [_rand(ms, acc) for ms, acc in [(0.10, 0.80), (0.12, 0.70), (0.15, 0.9
 
 
 def _searched(label: str, budget: float, ms: float, acc: float, choices=None) -> dict:
-    return {"name": f"gradient {label}", "kind": "gradient", "budget_label": label, "budget_ms": budget,
+    return {"name": f"grad {label}", "kind": "grad", "budget_label": label, "budget_ms": budget,
             "measured_ms": ms, "accs": [acc - 0.01, acc + 0.01], "choices": choices or [label],
             "predicted_ms": ms}
 
@@ -66,7 +66,7 @@ def test_no_random_net_as_fast_is_not_a_pass():
 def test_table_and_plot(tmp_path):
     rows = [_searched("p25", 0.13, 0.125, 0.81)]
     text = format_table(rows, RANDOMS)
-    assert "gradient p25" in text and "random nets (5)" in text
+    assert "grad p25" in text and "random nets (5)" in text
     png = plot(tmp_path / "o.png", [{"title": "t", "randoms": RANDOMS, "searched": rows,
                                      "budgets": [("p25", 0.13)]}])
     assert png.stat().st_size > 1000
