@@ -75,10 +75,11 @@ def format_costs(space: SearchSpace, tables: Mapping[str, Mapping[str, float]]) 
         cands = [c for c in layer.candidates if c != "zero"]
         for tname, entries in tables.items():
             cost = {c: entries.get(layer.spec(c).key) for c in cands}
-            known = [v for v in cost.values() if v]
+            known = [v for v in cost.values() if v]  # identity may cost 0: the ratio is to the cheapest > 0
             lo = min(known) if known else float("nan")
             lines.append(f"w{width:<5} {tname:<16} " + "  ".join(
-                f"{c} {cost[c] / lo:.2f}" if cost[c] else f"{c} ?" for c in cands) + f"   (min {lo * 1000:.1f} us)")
+                f"{c} ?" if cost[c] is None else f"{c} {cost[c] / lo:.2f}" for c in cands)
+                + f"   (cheapest > 0: {lo * 1000:.1f} us)")
     return "\n".join(lines)
 
 
