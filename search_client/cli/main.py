@@ -63,6 +63,8 @@ def _table(args, space, *, profile_missing: bool = False, progress: bool = True)
 def _calibrated(args, space, src, *, progress: bool) -> None:
     """Put the table's calibration for this space into ``src`` (fitting one on the device when it has
     none), so target_ms / max_ms constrain the calibrated prediction, not the raw op sum."""
+    if src is None:  # no table: search() refuses target_ms / max_ms with a clear message
+        return
     if args.table_file:
         if not src.calibration:
             print(f"note: {args.table_file} has no calibration: the latency target/limit applies to the raw "
@@ -115,8 +117,8 @@ def add_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--warmup-lr", type=float, default=d.warmup_lr)
     p.add_argument("--arch-lr", type=float, default=d.arch_lr,
-                   help="Adam lr of the architecture logits (default: 1e-3 scaled by sqrt(114000 / planned "
-                        "architecture steps), the original's 1e-3 for a search as long as its own)")
+                   help="Adam lr of the architecture logits (default: 100 / planned architecture steps, "
+                        "at least the original's 1e-3, at most 1.0)")
     p.add_argument("--target-ms", type=float)
     p.add_argument("--max-ms", type=float, help="hard limit on the derived net's predicted latency")
     p.add_argument("--loss", default=d.loss, choices=["mul#log", "add#linear"])

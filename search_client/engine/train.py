@@ -28,7 +28,7 @@ TRAIN_KIND = "train"
 
 @dataclass
 class TrainConfig:
-    dataset: str = "digits"
+    dataset: str = "mnist"
     data_dir: str | None = None
     synthetic_size: int = 512
     epochs: int = 10

@@ -55,7 +55,8 @@ def test_search_refuses_missing_keys_then_profiles_them_and_measures(partial_tab
     # search, derive, measure
     assert main(["search", *small, "--calib-samples", "3", "--measure", "--no-onnx"]) == 0
     out = capsys.readouterr().out
-    assert "calibrating for proxyless-mobile @ 32 px" in out and "calibration v1" in out
+    # the server's own table may carry a calibration of other tests' networks: it is refitted for this space
+    assert "calibrating for proxyless-mobile @ 32 px" in out and "calibration v" in out
     assert "predicted" in out and "measured" in out and "ms (median)" in out
     cal = httpx.get(f"{url}/v1/tables/{table_id}", timeout=30).json()["calibration"]
     assert cal["n_networks"] == 3

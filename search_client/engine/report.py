@@ -1,0 +1,44 @@
+"""What the search reports every epoch: the argmax net's valid accuracy and the distribution's state."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+
+from search_client.engine import ddp
+from search_client.engine.loop import bn_batch_stats
+from search_client.latency.constraint import project_under
+from search_client.latency.model import LatencyModel
+from search_client.supernet.supernet import SuperNet
+
+
+@torch.no_grad()
+def evaluate(net: SuperNet, dl: DataLoader, dist: ddp.Dist, max_batches: int | None) -> float:
+    net.set_choices()  # argmax path
+    correct = total = 0
+    with bn_batch_stats(net):
+        for i, (x, y) in enumerate(dl):
+            if max_batches is not None and i >= max_batches:
+                break
+            x, y = x.to(dist.device), y.to(dist.device)
+            correct += int((net(x).argmax(1) == y).sum())  # (B, classes) -> (B,)
+            total += len(y)
+    correct, total = ddp.sum_all([correct, total], dist)
+    return correct / max(total, 1)
+
+
+def arch_report(net: SuperNet, lat: LatencyModel | None, max_ms: float | None) -> dict:
+    """Logged every epoch: the distribution, its argmax, and the argmax projected under max_ms."""
+    with torch.no_grad():
+        probs = [p.detach().cpu() for p in net.full_probs()]
+        rep = {"entropy": net.entropy(), "max_prob": sum(float(p.max()) for p in probs) / max(len(probs), 1),
+               "choices": net.derive(),
+               "probs": [[round(float(q), 4) for q in p] for p in probs]}
+        if lat is not None:
+            rep["expected_ms"] = float(lat.expected_latency(probs))
+            rep["predicted_ms"] = lat.predict(rep["choices"])
+            if max_ms is not None:
+                proj = project_under([m.names for m in net.mixed_ops], probs, lat.layer_costs, lat.predict,
+                                     max_ms)
+                rep["projected_choices"], rep["projected_ms"] = proj.choices, proj.predicted_ms
+    return rep
