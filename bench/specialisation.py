@@ -1,0 +1,139 @@
+"""Hardware specialisation (issue 8, item 5): the same search against two tables of different character.
+
+One profiler (SQLite, loopback) profiles the space at the search resolution on two backends of this
+machine (default: onnxruntime and eager torch, 1 thread each: onnxruntime fuses and reorders, eager torch
+pays a fixed dispatch cost per module). Each table is calibrated on the same random nets measured on its
+own backend, and its budget is the same percentile of those measured latencies. One shared warm-up, then
+one ``search --max-ms`` per table; each derived net is measured on *both* backends, and the two nets are
+compared per stage (depth, kernel, expansion). Writes a picture and specialisation.json.
+
+    .venv/bin/python bench/specialisation.py [--space proxyless-mobile] [--png docs/specialisation.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import local_profiler as lp  # noqa: E402 - bench/ helpers
+from stage_view import format_costs, format_stages, plot_nets, stage_summary  # noqa: E402
+
+from search_client.latency.fidelity import sample_choices  # noqa: E402
+from shared.arch import load_arch  # noqa: E402
+from shared.spaces import get_space  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--space", default="proxyless-mobile", choices=["proxyless-mobile", "proxyless-cifar"])
+    p.add_argument("--resolution", type=int, default=28)
+    p.add_argument("--dataset", default=None, help="default: mnist when the CLI has it, else digits")
+    p.add_argument("--tables", nargs=2, default=["onnxruntime:1", "torch:1"], metavar="BACKEND:THREADS")
+    p.add_argument("--random", type=int, default=10, help="random nets per table (calibration and budget)")
+    p.add_argument("--budget-pct", type=float, default=50, help="budget = this percentile of the random nets")
+    p.add_argument("--warmup-epochs", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=3, help="search epochs (the first takes no arch step)")
+    p.add_argument("--steps-per-epoch", type=int, default=25)
+    p.add_argument("--search-args", default="--arch-every 2", help="extra flags for both searches")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of each search")
+    p.add_argument("--budget-s", type=float, default=0.5, help="profiler time budget per op")
+    p.add_argument("--out", default="runs/specialisation")
+    p.add_argument("--png", default=None, help="also copy the picture here (e.g. docs/specialisation.png)")
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    if args.dataset is None:
+        args.dataset = "mnist" if "mnist" in lp.cli_choices("search", "--dataset") else "digits"
+    if args.quick:
+        args.random, args.warmup_epochs, args.epochs, args.steps_per_epoch, args.budget_s = 4, 1, 2, 8, 0.3
+    return args
+
+
+def main(argv=None) -> int:
+    from search_client.data.datasets import load_dataset
+
+    args = parse_args(argv)
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    t0 = time.perf_counter()
+    num_classes = load_dataset(args.dataset, resolution=args.resolution, seed=0).num_classes
+    space = get_space(args.space, args.resolution, 1.0, num_classes)
+    tables = [(t.split(":")[0], int(t.split(":")[1])) for t in args.tables]
+    names = [f"{b} {n}t" for b, n in tables]
+    rand = sample_choices(space, args.random, seed=2000)
+    res: dict = {"space": args.space, "resolution": args.resolution, "dataset": args.dataset, "tables": {}}
+    with lp.profiler(out / "service", budget_s=args.budget_s, log=out / "service.log") as client:
+        ids = []
+        for (backend, threads), name in zip(tables, names, strict=True):
+            table_id, t = lp.profile_table(client, space, backend=backend, threads=threads)
+            nets = lp.measure(client, table_id, space, rand, f"random nets on {name}")
+            cal = lp.calibrate(client, table_id, nets)
+            (budget,) = lp.percentiles([m.measured_ms for m in nets], [args.budget_pct])
+            entries = {k: v.median_ms for k, v in client.get_table(table_id).entries.items()}
+            res["tables"][name] = {"table_id": table_id, "profile_s": round(t, 1), "budget_ms": budget,
+                                   "random_measured_ms": [m.measured_ms for m in nets],
+                                   "calibration": {k: cal.get(k) for k in ("scale", "intercept_ms", "loo_rmspe")},
+                                   "entries": entries}
+            ids.append(table_id)
+            print(f"{name}: table {table_id} ({t:.0f} s), random nets measured "
+                  f"{min(m.measured_ms for m in nets):.3f}-{max(m.measured_ms for m in nets):.3f} ms, "
+                  f"budget p{args.budget_pct:g} = {budget:.3f} ms, calibration LOO RMSPE "
+                  f"{100 * (cal.get('loo_rmspe') or 0):.1f}%", flush=True)
+        base = ["--space", args.space, "--resolution", str(args.resolution), "--dataset", args.dataset,
+                "--seed", "0", *args.search_args.split()]
+        for flag, v in (("--warmup-epochs", args.warmup_epochs), ("--epochs", args.epochs),
+                        ("--steps-per-epoch", args.steps_per_epoch)):
+            if v is not None:
+                base += [flag, str(v)]
+        shared = lp.shared_epochs(args.warmup_epochs, args.search_args)
+        log = out / "search.log"
+        t = lp.search_cli([*base, "--profiler", client.base_url, "--table", ids[0], "--stop-after",
+                           str(shared), "--out", str(out / "warmup"), "--no-onnx"], log, threads=args.threads)
+        print(f"shared start ({shared} epochs of weights only): {t:.0f} s", flush=True)
+        derived = {}
+        for name, table_id in zip(names, ids, strict=True):
+            d = out / name.replace(" ", "_")
+            budget = res["tables"][name]["budget_ms"]
+            t = lp.search_cli([*base, "--profiler", client.base_url, "--table", table_id, "--max-ms", f"{budget:.5f}",
+                               "--resume", str(out / "warmup" / "ckpt.pt"), "--out", str(d), "--no-onnx"], log,
+                              threads=args.threads)
+            derived[name] = load_arch(d / "derived" / "arch.json").choices
+            print(f"search against {name} (max {budget:.3f} ms): {t:.0f} s: {' '.join(derived[name])}", flush=True)
+        cross = {}
+        for name, table_id in zip(names, ids, strict=True):  # every derived net on every backend
+            ms = lp.measure(client, table_id, space, [derived[n] for n in names], f"derived nets on {name}")
+            cross[name] = {n: m.measured_ms for n, m in zip(names, ms, strict=True)}
+    res["derived"] = derived
+    res["cross_measured_ms"] = cross  # [table the net is measured on][table the net was searched for]
+    res["stages"] = {n: stage_summary(space, derived[n]) for n in names}
+    print(f"\n== {args.space} @{args.resolution}: per-op cost relative to the cheapest candidate of its layer")
+    print(format_costs(space, {n: res["tables"][n]["entries"] for n in names}))
+    print("\n== derived nets per stage")
+    print(format_stages(space, res["stages"]))
+    print("\n== each derived net measured on each backend (ms, median; budget in brackets)")
+    print(f"{'measured on':<18}" + "".join(f"{'net for ' + n:>22}" for n in names))
+    for on in names:
+        print(f"{on + ' [' + format(res['tables'][on]['budget_ms'], '.3f') + ']':<18}"
+              + "".join(f"{cross[on][n]:22.3f}" for n in names))
+    png = plot_nets(out / "specialisation.png", space, derived, res["stages"],
+                    title=f"{args.space} @{args.resolution}: one search, two tables")
+    if args.png:
+        Path(args.png).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(png, args.png)
+    for t in res["tables"].values():
+        t.pop("entries")
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    (out / "specialisation.json").write_text(json.dumps(res, indent=2))
+    print(f"\n{res['seconds'] / 60:.1f} min; plot {png}; results {out / 'specialisation.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

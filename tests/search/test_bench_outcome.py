@@ -1,0 +1,92 @@
+"""The search-outcome benchmark's verdicts (bench/outcome_report.py) and per-stage view (bench/stage_view.py):
+pure functions of measured figures, so a wrong PASS cannot hide behind a long run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from outcome_report import check_targets, format_table, plot, pool_quantile  # noqa: E402
+from stage_view import format_stages, plot_nets, stage_summary  # noqa: E402
+
+from shared.spaces import get_space  # noqa: E402
+
+
+def _rand(ms: float, acc: float) -> dict:
+    return {"name": f"r{ms}", "kind": "random", "choices": [str(ms)], "measured_ms": ms, "accs": [acc, acc]}
+
+
+RANDOMS = [_rand(ms, acc) for ms, acc in [(0.10, 0.80), (0.12, 0.70), (0.15, 0.90), (0.20, 0.85), (0.25, 0.95)]]
+
+
+def _searched(label: str, budget: float, ms: float, acc: float, choices=None) -> dict:
+    return {"name": f"grad {label}", "kind": "grad", "budget_label": label, "budget_ms": budget,
+            "measured_ms": ms, "accs": [acc - 0.01, acc + 0.01], "choices": choices or [label],
+            "predicted_ms": ms}
+
+
+def test_all_targets_met():
+    res = check_targets([_searched("p25", 0.13, 0.125, 0.81), _searched("p50", 0.16, 0.155, 0.92),
+                         _searched("p75", 0.22, 0.21, 0.91)], RANDOMS)
+    assert [t["pass"] for t in res] == [True, True, True]
+    assert all(t["pass"] for t in check_targets([_searched("p25", 0.13, 0.125, 0.81)], RANDOMS))
+
+
+def test_latency_over_budget_beyond_noise_fails():
+    res = check_targets([_searched("p25", 0.13, 0.137, 0.95)], RANDOMS)  # 1.054x the budget
+    assert not res[0]["pass"]
+    assert check_targets([_searched("p25", 0.13, 0.136, 0.95)], RANDOMS)[0]["pass"]  # 1.046x: noise
+
+
+def test_order_follows_budgets_not_list_order():
+    rows = [_searched("p75", 0.22, 0.15, 0.99), _searched("p25", 0.13, 0.12, 0.99),
+            _searched("p50", 0.16, 0.16, 0.99)]
+    assert not check_targets(rows, RANDOMS)[1]["pass"]  # p50 measures 0.16 > p75's 0.15
+    same = [_searched("p50", 0.16, 0.16, 0.99, ["a"]), _searched("p75", 0.22, 0.155, 0.99, ["a"])]
+    assert check_targets(same, RANDOMS)[1]["pass"]  # one net at two budgets: noise, not disorder
+
+
+def test_accuracy_compares_only_random_nets_not_slower():
+    # at 0.16 ms the pool is the nets at 0.10, 0.12, 0.15 ms (acc 0.80, 0.70, 0.90): p75 = 0.85
+    row = _searched("p50", 0.16, 0.16, 0.86)
+    assert pool_quantile(row, RANDOMS) == pytest.approx(0.85)
+    assert check_targets([row], RANDOMS)[2]["pass"]
+    assert not check_targets([_searched("p50", 0.16, 0.16, 0.84)], RANDOMS)[2]["pass"]
+
+
+def test_no_random_net_as_fast_is_not_a_pass():
+    res = check_targets([_searched("p25", 0.13, 0.05, 0.99)], RANDOMS)
+    assert not res[2]["pass"] and "cannot compare" in res[2]["detail"]
+
+
+def test_table_and_plot(tmp_path):
+    rows = [_searched("p25", 0.13, 0.125, 0.81)]
+    text = format_table(rows, RANDOMS)
+    assert "grad p25" in text and "random nets (5)" in text
+    png = plot(tmp_path / "o.png", [{"title": "t", "randoms": RANDOMS, "searched": rows,
+                                     "budgets": [("p25", 0.13)]}])
+    assert png.stat().st_size > 1000
+
+
+def test_stage_summary_mobile(tmp_path):
+    space = get_space("proxyless-mobile", 32, 1.0, 10)
+    choices = [layer.candidates[-1] for layer in space.layers]  # zero where it exists, else 7x7_MBConv6
+    rows = stage_summary(space, choices)
+    assert [r["width"] for r in rows] == [24, 40, 80, 96, 192, 320]
+    assert [r["layers"] for r in rows] == [4, 4, 4, 4, 4, 1]
+    assert [r["depth"] for r in rows] == [1, 1, 1, 1, 1, 1]  # every shortcut layer skipped
+    assert rows[0]["mean_kernel"] == 7 and rows[0]["mean_expand"] == 6
+    assert "w24" in format_stages(space, {"a": rows})
+    assert plot_nets(tmp_path / "s.png", space, {"a": choices}, {"a": rows}, "t").stat().st_size > 1000
+
+
+def test_stage_summary_cifar_counts_identity_as_skip():
+    space = get_space("proxyless-cifar", 32, 1.0, 10)
+    choices = ["identity" if "identity" in layer.candidates else "5x5_SepConv" for layer in space.layers]
+    rows = stage_summary(space, choices)
+    assert [r["depth"] for r in rows] == [0, 1, 1]  # the first stage keeps its width, so all may skip
+    assert rows[1]["mean_kernel"] == 5 and rows[1]["mean_expand"] is None
