@@ -174,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
              f"uniform mix {uniform:.3f} ms), derive, measure on the device")
         run_cli(svc, "search", *common, "--space", args.space, "--resolution", str(args.resolution),
                 "--dataset", "digits", "--target-ms", f"{budget:g}", "--max-ms", f"{budget:g}",
-                "--epochs", str(args.epochs), "--measure", "--no-progress", "--out", str(out / "search"))
+                "--epochs", str(args.epochs), "--measure", "--no-progress", "--out", str(out / "search"),
+                # step 3 calibrated (or dropped a fit too noisy to search with): no second calibration here
+                "--calib-samples", "0")
         step(f"5/6 retrain the derived net briefly ({args.train_epochs} epochs, from the supernet's weights)")
         text = run_cli(svc, "train", str(out / "search" / "derived" / "arch.json"), "--dataset", "digits",
                        "--epochs", str(args.train_epochs), "--init", str(out / "search" / "derived" / "model.pt"),
