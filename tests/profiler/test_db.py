@@ -220,20 +220,29 @@ def test_resume_knows_what_this_job_already_stored(db: Database, device_id: int)
         assert s.scalar(select(func.count()).select_from(Measurement)) == 2
 
 
-def test_a_0001_database_upgrades_with_its_rows_intact(tmp_path):
+def _old_database(tmp_path, revision: str):
+    """A SQLite file at an old schema revision holding device 1 and table 't1'; returns (url, engine)."""
     from sqlalchemy import create_engine
 
     from profiler_service.db.migrate import upgrade
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
-    upgrade(engine, "0001")
+    upgrade(engine, revision)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO devices (name, fingerprint, created_at, updated_at) "
                           "VALUES ('old', '{}', '2026-01-01', '2026-01-01')"))
         conn.execute(text("INSERT INTO tables (id, device_id, backend, threads, batch, dtype, created_at, "
                           "updated_at, etag) VALUES ('t1', 1, 'onnxruntime', 1, 1, 'float32', '2026-01-01', "
                           "'2026-01-01', 'e')"))
+    return url, engine
+
+
+def test_a_0001_database_upgrades_with_its_rows_intact(tmp_path):
+
+
+    url, engine = _old_database(tmp_path, "0001")
+    with engine.begin() as conn:
         conn.execute(text("INSERT INTO measurements (table_id, key, median_ms, mean_ms, std_ms, p10_ms, p90_ms, "
                           "count, measured_at) VALUES ('t1', 'k', 1.5, 1.5, 0.1, 1.4, 1.6, 20, '2026-01-01')"))
     engine.dispose()
@@ -244,20 +253,10 @@ def test_a_0001_database_upgrades_with_its_rows_intact(tmp_path):
 
 
 def test_a_0002_database_upgrades_and_its_figures_name_their_nominal(tmp_path):
-    from sqlalchemy import create_engine
-
-    from profiler_service.db.migrate import upgrade
     from profiler_service.db.models import DriftReference
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = create_engine(url)
-    upgrade(engine, "0002")
+    url, engine = _old_database(tmp_path, "0002")
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO devices (name, fingerprint, created_at, updated_at) "
-                          "VALUES ('old', '{}', '2026-01-01', '2026-01-01')"))
-        conn.execute(text("INSERT INTO tables (id, device_id, backend, threads, batch, dtype, created_at, "
-                          "updated_at, etag) VALUES ('t1', 1, 'onnxruntime', 1, 1, 'float32', '2026-01-01', "
-                          "'2026-01-01', 'e')"))
         conn.execute(text("INSERT INTO drift_references (device_id, backend, threads, reference, nominal_ms, "
                           "created_at) VALUES (1, 'onnxruntime', 1, 'r', 4.5, '2026-01-01')"))
         for key, ref in (("k", "4.0"), ("raw", "NULL")):
