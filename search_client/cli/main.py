@@ -122,6 +122,12 @@ def add_search(p: argparse.ArgumentParser) -> None:
                         "at least the original's 1e-3, at most 1.0)")
     p.add_argument("--target-ms", type=float)
     p.add_argument("--max-ms", type=float, help="hard limit on the derived net's predicted latency")
+    p.add_argument("--fill", type=float, default=d.fill,
+                   help="with --max-ms: pull E[LAT] up to fill x max-ms during the search, and spend the budget "
+                        "the derived net leaves (0: off, derive the projected argmax)")
+    p.add_argument("--fill-margin", type=float, default=d.fill_margin,
+                   help="derive fills up to max-ms x (1 - margin) (default: the calibration's leave-one-out "
+                        "error, at most 0.10; 0.05 without a calibration)")
     p.add_argument("--loss", default=d.loss, choices=["mul#log", "add#linear"])
     p.add_argument("--grad-mode", default=d.grad_mode, choices=["two", "full"])
     p.add_argument("--arch-algo", default=d.arch_algo, choices=["grad", "reinforce"],
@@ -189,9 +195,7 @@ def run_search(args) -> int:
             s = out["summary"]
             print(f"derived: {' '.join(s['choices'])}")
             if s.get("predicted_ms") is not None:
-                print(f"predicted latency {s['predicted_ms']:.3f} ms"
-                      + (f" (argmax {s['argmax_predicted_ms']:.3f} ms, {len(s['swaps'])} swap(s) to meet "
-                         f"max_ms {cfg.max_ms:g})" if s.get("swaps") else ""))
+                print(f"predicted latency {s['predicted_ms']:.3f} ms" + _swaps_note(s))
             for name, path in out["paths"].items():
                 print(f"  {name:10s} {path}")
             if args.measure:
@@ -202,10 +206,19 @@ def run_search(args) -> int:
     return 0
 
 
+def _swaps_note(s: dict) -> str:
+    """What derive changed in the argmax: swaps down to meet max_ms, upgrades to use the budget."""
+    parts = [f"{len(s['swaps'])} swap(s) down to meet max_ms {s['max_ms']:g}"] if s.get("swaps") else []
+    if s.get("fills"):
+        parts.append(f"{len(s['fills'])} upgrade(s) to spend the budget up to {s['fill_ceiling_ms']:.3f} ms")
+    return f" (argmax {s['argmax_predicted_ms']:.3f} ms; {'; '.join(parts)})" if parts else ""
+
+
 def add_derive(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--out", help="default: derived/ beside the checkpoint")
     p.add_argument("--max-ms", type=float, help="override the search's limit")
+    p.add_argument("--no-fill", action="store_true", help="keep the projected argmax; leave unused budget unused")
     p.add_argument("--no-onnx", action="store_true")
 
 
@@ -213,10 +226,11 @@ def run_derive(args) -> int:
     from search_client.engine.derive import derive
 
     out = derive(args.checkpoint, args.out, max_ms=args.max_ms if args.max_ms is not None else "config",
-                 onnx=not args.no_onnx)
-    print(f"derived: {' '.join(out['summary']['choices'])}")
-    if out["summary"].get("predicted_ms") is not None:
-        print(f"predicted latency {out['summary']['predicted_ms']:.3f} ms")
+                 fill=not args.no_fill, onnx=not args.no_onnx)
+    s = out["summary"]
+    print(f"derived: {' '.join(s['choices'])}")
+    if s.get("predicted_ms") is not None:
+        print(f"predicted latency {s['predicted_ms']:.3f} ms" + _swaps_note(s))
     for name, path in out["paths"].items():
         print(f"  {name:10s} {path}")
     return 0

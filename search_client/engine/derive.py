@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,8 @@ import torch
 from torch import nn
 
 from search_client.engine import checkpoint
-from search_client.engine.search import CKPT_KIND, SearchConfig, latency_model, make_space
-from search_client.latency.constraint import project_under
+from search_client.engine.search import CKPT_KIND, SearchConfig, derive_ceiling, latency_model, make_space
+from search_client.latency.constraint import choose_under
 from search_client.report.plots import write_report
 from search_client.supernet.supernet import SuperNet
 from shared.arch import Arch, build_net, make_arch, to_net_config
@@ -79,9 +80,11 @@ def load_supernet(path: str | os.PathLike) -> tuple[SuperNet, SearchConfig, dict
 
 
 def derive(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
-           max_ms: float | None | str = "config", onnx: bool = True, atol: float = ONNX_ATOL) -> dict:
+           max_ms: float | None | str = "config", fill: bool = True, onnx: bool = True,
+           atol: float = ONNX_ATOL) -> dict:
     """Write arch.json, net.config (proxyless-mobile), model.pt, model.onnx, derive.json into ``out_dir``
-    (default: ``derived/`` beside the checkpoint). ``max_ms="config"`` takes the search's limit."""
+    (default: ``derived/`` beside the checkpoint). ``max_ms="config"`` takes the search's limit;
+    ``fill=False`` keeps the projected argmax without spending the budget it leaves."""
     net, cfg, ckpt = load_supernet(ckpt_path)
     net.eval()
     space = net.space
@@ -91,10 +94,12 @@ def derive(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     summary: dict = {"source": str(ckpt_path), "epoch": ckpt["epoch"], "step": ckpt["step"],
                      "argmax": net.derive(), "max_ms": limit}
     if lat is not None:
-        proj = project_under([m.names for m in net.mixed_ops], probs, lat.layer_costs, lat.predict, limit)
-        choices = proj.choices
-        summary.update(predicted_ms=proj.predicted_ms, argmax_predicted_ms=lat.predict(net.derive()),
-                       swaps=proj.swaps, target_ms=cfg.target_ms)
+        ceiling = derive_ceiling(replace(cfg, max_ms=limit), lat, ckpt.get("calibration")) if fill else None
+        proj, filled = choose_under([m.names for m in net.mixed_ops], probs, lat.layer_costs, lat.predict, limit,
+                                    ceiling)
+        choices = filled.choices
+        summary.update(predicted_ms=filled.predicted_ms, argmax_predicted_ms=lat.predict(net.derive()),
+                       swaps=proj.swaps, fills=filled.swaps, fill_ceiling_ms=ceiling, target_ms=cfg.target_ms)
     elif limit is not None:
         raise ValueError("max_ms needs the latency table, and this checkpoint has none")
     else:

@@ -7,7 +7,9 @@ scored on a valid batch (no gradient, BatchNorm on batch statistics) and rewarde
 
 with LAT the table's prediction of that architecture (calibrated when the table has a calibration):
 with ``target_ms`` T, ``w = -rl_tradeoff`` (the original's 0.1, a soft trade); with ``max_ms`` a
-second factor ``(LAT / max_ms) ** -rl_over`` applies only above the limit (zero push under it).
+second factor ``(LAT / max_ms) ** -rl_over`` applies only above the limit, and below the fill band
+(``fill * max_ms``) a third, ``(LAT / (fill * max_ms)) ** rl_under``, so a net that leaves the budget
+unused earns less (as the gradient method's fill hinge; zero push inside the band).
 The policy gradient on the same logits is ``mean_j (R_j - b) * grad(-log p(arch_j))``, with ``b``
 a moving average of the mean reward; then the same Adam step as the gradient method. Derive and
 export are shared with it.
@@ -32,7 +34,7 @@ class RLState:
 
 
 def reward(acc: float, lat_ms: float | None, *, target_ms: float | None, max_ms: float | None,
-           tradeoff: float, over: float) -> float:
+           tradeoff: float, over: float, fill: float = 0.0, under: float = 0.0) -> float:
     r = acc
     if lat_ms is None:
         return r
@@ -40,6 +42,8 @@ def reward(acc: float, lat_ms: float | None, *, target_ms: float | None, max_ms:
         r *= (lat_ms / target_ms) ** -tradeoff
     if max_ms is not None and lat_ms > max_ms:
         r *= (lat_ms / max_ms) ** -over
+    if max_ms is not None and fill > 0 and lat_ms < fill * max_ms:
+        r *= (lat_ms / (fill * max_ms)) ** under
     return r
 
 
@@ -59,7 +63,8 @@ def rl_step(net: SuperNet, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Op
                 acc = (net(x).argmax(1) == y).float().mean().item()  # (B, classes) -> scalar
             lat_ms = lat.predict(net.sampled_choices()) if lat is not None else None
             rewards.append(reward(acc, lat_ms, target_ms=cfg.target_ms, max_ms=cfg.max_ms,
-                                  tradeoff=cfg.rl_tradeoff, over=cfg.rl_over))
+                                  tradeoff=cfg.rl_tradeoff, over=cfg.rl_over, fill=cfg.fill,
+                                  under=cfg.rl_under))
             logps.append(log_prob(net))
     # each rank scored its own valid batch: average the rewards so every rank takes the same step
     rewards = [r / dist.world for r in ddp.sum_all(rewards, dist)]

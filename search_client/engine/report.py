@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader
 
 from search_client.engine import ddp
 from search_client.engine.loop import bn_batch_stats
-from search_client.latency.constraint import project_under
+from search_client.latency.constraint import choose_under
 from search_client.latency.model import LatencyModel
 from search_client.supernet.supernet import SuperNet
 
@@ -27,8 +27,10 @@ def evaluate(net: SuperNet, dl: DataLoader, dist: ddp.Dist, max_batches: int | N
     return correct / max(total, 1)
 
 
-def arch_report(net: SuperNet, lat: LatencyModel | None, max_ms: float | None) -> dict:
-    """Logged every epoch: the distribution, its argmax, and the argmax projected under max_ms."""
+def arch_report(net: SuperNet, lat: LatencyModel | None, max_ms: float | None,
+                ceiling: float | None = None) -> dict:
+    """Logged every epoch: the distribution, its argmax, and the argmax projected under max_ms and
+    filled up to ``ceiling`` (what derive would write now)."""
     with torch.no_grad():
         probs = [p.detach().cpu() for p in net.full_probs()]
         rep = {"entropy": net.entropy(), "max_prob": sum(float(p.max()) for p in probs) / max(len(probs), 1),
@@ -38,7 +40,7 @@ def arch_report(net: SuperNet, lat: LatencyModel | None, max_ms: float | None) -
             rep["expected_ms"] = float(lat.expected_latency(probs))
             rep["predicted_ms"] = lat.predict(rep["choices"])
             if max_ms is not None:
-                proj = project_under([m.names for m in net.mixed_ops], probs, lat.layer_costs, lat.predict,
-                                     max_ms)
+                _, proj = choose_under([m.names for m in net.mixed_ops], probs, lat.layer_costs, lat.predict,
+                                       max_ms, ceiling)
                 rep["projected_choices"], rep["projected_ms"] = proj.choices, proj.predicted_ms
     return rep

@@ -24,7 +24,7 @@ from search_client.engine import checkpoint, ddp
 from search_client.engine.loop import cosine_lr, endless, loader, trim_log
 from search_client.engine.reinforce import RLState, rl_step
 from search_client.engine.report import arch_report, evaluate
-from search_client.latency.constraint import check_feasible, over_limit_penalty
+from search_client.latency.constraint import check_feasible, fill_ceiling, over_limit_penalty, under_fill_penalty
 from search_client.latency.losses import US_PER_MS, check_target, latency_loss
 from search_client.latency.model import LatencyModel, calibration_fits
 from search_client.supernet.supernet import SuperNet
@@ -70,6 +70,7 @@ class SearchConfig:
     rl_batch: int = 10  # architectures sampled per REINFORCE step (the original's rl_batch_size)
     rl_tradeoff: float = 0.1  # w in acc * (LAT / T) ** -w (the original's rl_tradeoff_ratio)
     rl_over: float = 2.0  # reward * (LAT / max_ms) ** -rl_over above max_ms only
+    rl_under: float = 0.5  # reward * (LAT / (fill * max_ms)) ** rl_under below the fill band only
     rl_baseline_decay: float = 0.9  # moving-average baseline of the mean reward
     # add#linear by default: its push is the same at any latency scale (mul#log is defined everywhere
     # above 1 us now, see latency.losses, but its strength depends on log(T))
@@ -77,6 +78,10 @@ class SearchConfig:
     target_ms: float | None = None  # None: no latency term (plain CE)
     max_ms: float | None = None  # hard limit on the derived arch's predicted latency
     max_penalty: float = 1.0
+    # with max_ms: pull E[LAT] up into [fill * max_ms, max_ms] during the search, and let derive spend
+    # what the argmax leaves of the budget (latency.constraint, 4.); 0 turns both off
+    fill: float = 0.9
+    fill_margin: float | None = None  # derive fills up to max_ms * (1 - margin); None: calibration's LOO
     reg_alpha: float = 0.2
     reg_beta: float = 0.3
     reg_lambda: float = 0.1
@@ -152,6 +157,13 @@ def check_log_range(lat: LatencyModel, cfg: SearchConfig) -> None:
                          f"predicted at {lo:.3g} ms (<= 1 us); use --loss add#linear")
 
 
+def derive_ceiling(cfg: SearchConfig, lat: LatencyModel | None, calibration: dict | None) -> float | None:
+    """Up to where the derived net is filled: None without a limit, a table or with fill off."""
+    if lat is None or cfg.max_ms is None or cfg.fill <= 0:
+        return None
+    return fill_ceiling(cfg.max_ms, calibration if lat.calibration is not None else None, cfg.fill_margin)
+
+
 # ---- steps ---------------------------------------------------------------------------------------
 
 def weight_step(net: SuperNet, x, y, opt, gen, dist: ddp.Dist, cfg: SearchConfig) -> tuple[float, float]:
@@ -175,7 +187,10 @@ def arch_loss(ce: torch.Tensor, expected_ms: torch.Tensor | None, cfg: SearchCon
     if cfg.target_ms is not None:
         loss = latency_loss(ce, expected_ms, kind=cfg.loss, target_ms=cfg.target_ms, alpha=cfg.reg_alpha,
                             beta=cfg.reg_beta, lam=cfg.reg_lambda)
-    return loss + over_limit_penalty(expected_ms, cfg.max_ms, cfg.max_penalty, full_ms).to(ce.device)
+    loss = loss + over_limit_penalty(expected_ms, cfg.max_ms, cfg.max_penalty, full_ms).to(ce.device)
+    if full_ms is not None:
+        loss = loss + under_fill_penalty(expected_ms, cfg.max_ms, cfg.fill, cfg.max_penalty, full_ms).to(ce.device)
+    return loss
 
 
 def arch_step(net: SuperNet, x, y, opt, lat: LatencyModel | None, gen, dist: ddp.Dist,
@@ -231,6 +246,7 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
     if lat is not None:
         check_feasible([layer.candidates for layer in space.layers], lat.layer_costs, lat.predict, cfg.max_ms)
         check_log_range(lat, cfg)
+    ceiling = derive_ceiling(cfg, lat, calibration)
 
     torch.manual_seed(cfg.seed)  # identical init on every rank (then broadcast to make it certain)
     net = SuperNet(space).to(dist.device)
@@ -303,7 +319,7 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
         train_loss, train_acc = (v / max(n * dist.world, 1) for v in ddp.sum_all([loss_sum, acc_sum], dist))
         ddp.average_buffers(net, dist)  # BN running stats: the same on every rank before eval and save
         valid_acc = evaluate(net, valid_dl, dist, cfg.eval_batches)
-        rep = arch_report(net, lat, cfg.max_ms)
+        rep = arch_report(net, lat, cfg.max_ms, ceiling)
         if dist.is_main:
             line = {"epoch": epoch, "phase": "warmup" if warm else "search", "step": step,
                     "arch_steps": arch_steps, "lr": lr, "arch_lr": arch_lr, "train_loss": train_loss,
@@ -335,7 +351,7 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
     if cfg.dump_alphas:
         out.mkdir(parents=True, exist_ok=True)
         torch.save([a.detach().cpu() for a in net.arch_parameters()], out / f"rank{dist.rank}_alphas.pt")
-    rep = arch_report(net, lat, cfg.max_ms)
+    rep = arch_report(net, lat, cfg.max_ms, ceiling)
     ddp.barrier(dist)
     return {"checkpoint": str(out / "ckpt.pt"), "step": step, "arch_steps": arch_steps, "dist": dist,
             "choices": rep.get("projected_choices", rep["choices"]),

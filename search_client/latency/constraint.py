@@ -22,6 +22,18 @@ the table carries a calibration). It works in three places:
    swap strictly lowers the prediction, so this ends, and it ends under the limit whenever the space
    allows (step 1). It is a greedy knapsack: not guaranteed optimal, but it keeps the layers the
    search was most sure about and reports every swap it made.
+4. After the projection, the leftover budget is spent (:func:`fill_up`): while some upgrade (a layer
+   to a dearer candidate) keeps the prediction under the fill ceiling, take the one that gives up the
+   least log-probability per millisecond added. A limit is a budget, not a wish for the fastest net:
+   in these spaces the dearer candidates are the larger ones (more layers, kernels, expansion), so a
+   net left at half its budget gave away accuracy the device could afford (measured: derived nets at
+   0.37-0.74x the budget before this step, README "Search outcome"). The ceiling sits a margin under
+   ``max_ms`` (the calibration's own leave-one-out error), so the *measured* latency stays under it.
+
+``fill`` (default 0.9) also acts during the search: a hinge from below,
+``max_penalty * relu(fill * max_ms - E[LAT]) / max_ms``, pulls the distribution up into the band
+``[fill * max_ms, max_ms]`` when the accuracy gradient alone is too weak to spend the budget; inside
+the band only the accuracy gradient moves it.
 """
 
 from __future__ import annotations
@@ -75,6 +87,74 @@ def over_limit_penalty(expected_ms: torch.Tensor, max_ms: float | None, weight: 
         return expected_ms.new_zeros(())
     # value: relu(full - max); gradient: d expected_ms
     return weight * (expected_ms - expected_ms.detach() + full - max_ms) / max_ms
+
+
+def under_fill_penalty(expected_ms: torch.Tensor, max_ms: float | None, fill: float, weight: float,
+                       full_ms: torch.Tensor | float) -> torch.Tensor:
+    """``weight * relu(fill * max_ms - E) / max_ms``, decided on the full-softmax ``full_ms``, its gradient
+    through ``expected_ms`` (as :func:`over_limit_penalty`); zero without a limit or with ``fill <= 0``."""
+    if max_ms is None or weight <= 0 or fill <= 0:
+        return expected_ms.new_zeros(())
+    floor = fill * max_ms
+    full = float(torch.as_tensor(full_ms).detach())
+    if full >= floor:
+        return expected_ms.new_zeros(())
+    return weight * (expected_ms.detach() - expected_ms + floor - full) / max_ms
+
+
+def fill_ceiling(max_ms: float | None, calibration: dict | None, margin: float | None) -> float | None:
+    """Where :func:`fill_up` stops: ``max_ms * (1 - margin)``; ``margin`` None takes the calibration's
+    leave-one-out RMSPE (the model's own error on networks it did not see), capped at 10%, or 5% without
+    one (the issue's measurement noise)."""
+    if max_ms is None:
+        return None
+    if margin is None:
+        loo = (calibration or {}).get("loo_rmspe")
+        margin = min(0.10, float(loo)) if loo is not None else 0.05
+    return max_ms * (1.0 - max(0.0, margin))
+
+
+def fill_up(names: list[tuple[str, ...]], probs: list[torch.Tensor], costs: list[torch.Tensor],
+            predict: Predict, choices: list[str], ceiling: float | None) -> Projection:
+    """Upgrade layers greedily while the prediction stays <= ``ceiling``: each step takes the (layer,
+    dearer candidate) that loses the least log-probability per ms added. The swaps are reported with a
+    negative ``saved_ms``."""
+    choices = list(choices)
+    now = predict(choices)
+    swaps: list[dict] = []
+    if ceiling is None:
+        return Projection(choices, now, swaps)
+    logp = [torch.log(p.detach().double().clamp_min(1e-30)) for p in probs]
+    idx = [n.index(c) for n, c in zip(names, choices, strict=True)]
+    while True:
+        best = None
+        for layer, (c, lp, i) in enumerate(zip(costs, logp, idx, strict=True)):
+            for j in range(len(c)):
+                if float(c[j]) <= float(c[i]):
+                    continue
+                trial = choices[:layer] + [names[layer][j]] + choices[layer + 1:]
+                after = predict(trial)
+                added = after - now
+                if added <= 0 or after > ceiling:
+                    continue
+                score = float(lp[i] - lp[j]) / added
+                if best is None or score < best[0]:
+                    best = (score, layer, j, added, float(lp[i] - lp[j]))
+        if best is None:
+            return Projection(choices, now, swaps)
+        _, layer, j, added, lost = best
+        swaps.append({"layer": layer, "from": choices[layer], "to": names[layer][j],
+                      "saved_ms": -added, "logp_lost": lost})
+        idx[layer], choices[layer] = j, names[layer][j]
+        now = predict(choices)
+
+
+def choose_under(names: list[tuple[str, ...]], probs: list[torch.Tensor], costs: list[torch.Tensor],
+                 predict: Predict, max_ms: float | None, ceiling: float | None) -> tuple[Projection, Projection]:
+    """The derived choices under a limit: the argmax projected under ``max_ms``, then filled up to
+    ``ceiling``; returns both steps (``fill.choices`` is the answer)."""
+    proj = project_under(names, probs, costs, predict, max_ms)
+    return proj, fill_up(names, probs, costs, predict, proj.choices, ceiling)
 
 
 def project_under(names: list[tuple[str, ...]], probs: list[torch.Tensor], costs: list[torch.Tensor],

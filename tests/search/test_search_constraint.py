@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from search_client.latency.constraint import InfeasibleLimitError, over_limit_penalty, project_under
+from search_client.latency.constraint import (
+    InfeasibleLimitError,
+    choose_under,
+    fill_ceiling,
+    fill_up,
+    over_limit_penalty,
+    project_under,
+    under_fill_penalty,
+)
 
 NAMES = [("big", "mid", "zero"), ("big", "small"), ("big", "small")]
 COSTS = [torch.tensor([10.0, 6.0, 0.0]), torch.tensor([8.0, 2.0]), torch.tensor([8.0, 7.0])]
@@ -64,3 +72,45 @@ def test_hinge_is_decided_on_the_full_expectation_with_the_two_path_gradient():
     pen = over_limit_penalty(two, 20.0, 2.0, full_ms=torch.tensor(30.0))
     pen.backward()
     assert float(pen) == pytest.approx(1.0) and float(two.grad) == pytest.approx(0.1)
+
+
+def test_fill_spends_the_budget_the_projection_leaves():
+    # the argmax is the cheapest net (9 ms) while the limit is 26: the budget is spent on the upgrades
+    # the search found most plausible per ms (layer 2 is a coin toss; layer 1 is sure of "small")
+    p = probs([0.05, 0.15, 0.8], [0.05, 0.95], [0.45, 0.55])
+    proj, filled = choose_under(NAMES, p, COSTS, predict, 26.0, 26.0)
+    assert proj.choices == ["zero", "small", "small"] and proj.predicted_ms == 10.0
+    assert filled.predicted_ms <= 26.0 and filled.predicted_ms == predict(filled.choices)
+    assert [(s["layer"], s["to"]) for s in filled.swaps][0] == (2, "big")  # 0.2 nats for 1 ms first
+    # layer 0: zero -> big loses 2.77 nats for 10 ms, a hair less per ms than zero -> mid (1.67 for 6);
+    # layer 1's sure "small" -> "big" (2.94 nats) would cross the ceiling
+    assert filled.choices == ["big", "small", "big"] and filled.predicted_ms == 21.0
+    assert all(s["saved_ms"] < 0 for s in filled.swaps)
+    # a lower ceiling: "big" no longer fits on layer 0, "mid" does
+    assert choose_under(NAMES, p, COSTS, predict, 26.0, 20.0)[1].choices == ["mid", "small", "big"]
+
+
+def test_fill_never_crosses_its_ceiling_and_is_off_without_one():
+    p = probs([0.05, 0.15, 0.8], [0.05, 0.95], [0.45, 0.55])
+    assert choose_under(NAMES, p, COSTS, predict, 26.0, None)[1].choices == ["zero", "small", "small"]
+    for ceiling in (10.0, 10.5, 12.0, 16.9, 26.0):
+        assert fill_up(NAMES, p, COSTS, predict, ["zero", "small", "small"], ceiling).predicted_ms <= ceiling
+
+
+def test_fill_ceiling_leaves_the_calibrations_own_error_as_margin():
+    assert fill_ceiling(None, None, None) is None
+    assert fill_ceiling(1.0, None, None) == pytest.approx(0.95)
+    assert fill_ceiling(1.0, {"loo_rmspe": 0.03}, None) == pytest.approx(0.97)
+    assert fill_ceiling(1.0, {"loo_rmspe": 0.4}, None) == pytest.approx(0.90)  # capped
+    assert fill_ceiling(2.0, {"loo_rmspe": 0.4}, 0.0) == pytest.approx(2.0)
+
+
+def test_under_fill_hinge_pulls_up_only_below_the_band():
+    two = torch.tensor(5.0, requires_grad=True)
+    assert float(under_fill_penalty(two, 20.0, 0.9, 1.0, full_ms=torch.tensor(19.0))) == 0.0  # in the band
+    assert float(under_fill_penalty(two, 20.0, 0.0, 1.0, full_ms=torch.tensor(1.0))) == 0.0  # fill off
+    assert float(under_fill_penalty(two, None, 0.9, 1.0, full_ms=torch.tensor(1.0))) == 0.0  # no limit
+    pen = under_fill_penalty(two, 20.0, 0.9, 2.0, full_ms=torch.tensor(8.0))
+    pen.backward()
+    # value 2 * (18 - 8) / 20 = 1; its gradient lowers the loss as E[LAT] rises
+    assert float(pen) == pytest.approx(1.0) and float(two.grad) == pytest.approx(-0.1)

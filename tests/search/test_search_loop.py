@@ -129,3 +129,17 @@ def test_reinforce_reward_trades_latency_softly_and_punishes_only_over_the_limit
     assert reward(0.8, 20.0, target_ms=10.0, max_ms=None, **kw) == pytest.approx(0.8 * 2 ** -0.1)
     assert reward(0.8, 9.0, target_ms=None, max_ms=10.0, **kw) == 0.8  # under the limit: accuracy alone
     assert reward(0.8, 20.0, target_ms=None, max_ms=10.0, **kw) == pytest.approx(0.8 / 4)
+    # below the fill band a net that leaves the budget unused earns less; inside the band, accuracy alone
+    fill = dict(kw, fill=0.9, under=0.5)
+    assert reward(0.8, 4.5, target_ms=None, max_ms=10.0, **fill) == pytest.approx(0.8 * 0.5 ** 0.5)
+    assert reward(0.8, 9.5, target_ms=None, max_ms=10.0, **fill) == 0.8
+
+
+def test_a_loose_limit_is_spent_not_left(tiny_config, digits, entries, tmp_path):
+    # max_ms far above what the argmax costs: derive upgrades layers up to the fill ceiling
+    res = search(tiny_config(max_ms=80.0, epochs=1), entries=entries, splits=digits)
+    on = derive(res["checkpoint"], tmp_path / "on", onnx=False)["summary"]
+    off = derive(res["checkpoint"], tmp_path / "off", fill=False, onnx=False)["summary"]
+    assert off["fills"] == [] and on["fills"]
+    assert off["predicted_ms"] < on["predicted_ms"] <= on["fill_ceiling_ms"] == pytest.approx(80.0 * 0.95)
+    assert res["predicted_ms"] == pytest.approx(on["predicted_ms"])  # the search reports what derive writes
