@@ -14,6 +14,7 @@ from profiler_service.api.cache import RenderCache
 from profiler_service.db.engine import Database
 from profiler_service.metrics import Metrics
 from profiler_service.services.errors import TooLarge
+from profiler_service.services.lookup import LookupIndex
 from profiler_service.settings import Settings
 from profiler_service.worker import Worker
 
@@ -29,6 +30,7 @@ class Runtime:
     backends: list[str]
     worker: Worker | None
     table_bodies: RenderCache = field(default_factory=RenderCache)
+    lookup_index: LookupIndex = field(default_factory=LookupIndex)
 
 
 def get_settings(request: Request) -> Settings:

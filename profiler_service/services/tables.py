@@ -14,7 +14,7 @@ from profiler_service.db.models import Device, Measurement, Table, utcnow
 from profiler_service.services.devices import ensure_device
 from profiler_service.services.errors import Invalid, NotFound
 from shared import specs as S
-from shared.schemas import LookupResponse, OpStats, TableOut, TableSummary
+from shared.schemas import OpStats, TableOut, TableSummary
 
 STAT_FIELDS = ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "count", "ref_ms", "nominal_ms")
 # Keys are checked for shape only here (lookups, imports): device limits guard what gets *built*.
@@ -22,7 +22,6 @@ SYNTAX_LIMITS = S.Limits(max_channels=10**6, max_resolution=10**5, max_batch=10*
                          max_activation_mb=float("inf"))
 # Rows per INSERT: 11 bound values each stays well under SQLite's 32,766 variables per statement.
 _UPSERT_ROWS = 1000
-ZERO_STATS = OpStats(median_ms=0.0, mean_ms=0.0, std_ms=0.0, p10_ms=0.0, p90_ms=0.0, count=0)
 
 
 def get_table(session: Session, table_id: str) -> Table:
@@ -148,19 +147,3 @@ def summary(session: Session, table: Table) -> TableSummary:
 
 def table_out(session: Session, table: Table) -> TableOut:
     return TableOut(**_meta(table, _device_name(session, table)), entries=entries(session, table.id))
-
-
-def lookup(session: Session, table: Table, keys: list[str]) -> LookupResponse:
-    """Found and missing keys, in request order. Zero ops cost nothing and are always found."""
-    specs = [check_key(k, f"keys[{i}]") for i, k in enumerate(keys)]
-    stored = entries(session, table.id, keys)
-    found: dict[str, OpStats] = {}
-    missing: list[str] = []
-    for key, spec in zip(keys, specs, strict=True):
-        if key in stored:
-            found[key] = stored[key]
-        elif spec.type == S.ZERO:
-            found[key] = ZERO_STATS
-        elif key not in missing:
-            missing.append(key)
-    return LookupResponse(found=found, missing=missing)

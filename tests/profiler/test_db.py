@@ -17,9 +17,11 @@ from profiler_service.db.models import utcnow
 from profiler_service.services import queue as Q
 from profiler_service.services import tables as T
 from profiler_service.services.devices import ensure_device
+from profiler_service.services.errors import NotFound
 from profiler_service.services.jobs import cancel_job
+from profiler_service.services.lookup import LookupIndex, lookup_body
 from profiler_service.services.queue import HOST
-from shared.schemas import OpStats
+from shared.schemas import LookupResponse, OpStats
 
 KEY = "expanded_conv-input:8x8x16-output:8x8x16-expand:3-kernel:3-stride:1-idskip:1"
 KEY2 = "sep_conv-input:8x8x16-output:8x8x16-kernel:5-stride:1"
@@ -90,9 +92,18 @@ def test_lookup_lists_missing_keys_and_prices_zero_ops_at_nothing(db: Database, 
     with db.session() as s:
         table = T.get_or_create_by_name(s, "test-device", "onnxruntime", 1, 1)
         T.upsert_measurements(s, table, {KEY: stats(1.0)})
-        out = T.lookup(s, table, [KEY, KEY2, zero, KEY2])
+        index = LookupIndex()
+        out = LookupResponse.model_validate_json(lookup_body(s, index, table.id, [KEY, KEY2, zero, KEY2]))
     assert set(out.found) == {KEY, zero} and out.found[zero].median_ms == 0
-    assert out.missing == [KEY2]
+    assert out.found[KEY] == stats(1.0) and out.missing == [KEY2]
+    # a write changes the ETag, and the next lookup sees it (the index of the old ETag is not served)
+    with db.session() as s:
+        T.upsert_measurements(s, T.get_table(s, table.id), {KEY2: stats(2.0)})
+    with db.session(write=False) as s:
+        out = LookupResponse.model_validate_json(lookup_body(s, index, table.id, [KEY, KEY2]))
+    assert out.found[KEY2].median_ms == 2.0 and out.missing == []
+    with db.session(write=False) as s, pytest.raises(NotFound):
+        lookup_body(s, index, "no-such-table", [KEY])
 
 
 def test_claim_takes_the_oldest_queued_job_of_this_device_only(db: Database, device_id: int):

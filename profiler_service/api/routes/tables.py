@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Response, status
 
 from profiler_service.api.deps import ApiKey, RawBody, ReadSessionDep, RuntimeDep, SessionDep
+from profiler_service.services import lookup as lookup_service
 from profiler_service.services import tables as T
 from profiler_service.services import yaml_io
 from shared.schemas import ImportResponse, LookupRequest, LookupResponse, TableOut, TableSummary
@@ -48,10 +49,11 @@ def get_table(table_id: str, session: SessionDep, runtime: RuntimeDep, format: L
     return Response(body, media_type=media, headers=headers)
 
 
-@router.post("/{table_id}/lookup")
-def lookup(table_id: str, req: LookupRequest, session: ReadSessionDep) -> LookupResponse:
+@router.post("/{table_id}/lookup", response_model=LookupResponse)
+def lookup(table_id: str, req: LookupRequest, session: ReadSessionDep, runtime: RuntimeDep) -> Response:
     """Latencies for a list of keys; keys the table lacks come back in ``missing``. Read-only: no key."""
-    return T.lookup(session, T.get_table(session, table_id), req.keys)
+    body = lookup_service.lookup_body(session, runtime.lookup_index, table_id, req.keys)
+    return Response(body, media_type="application/json")
 
 
 @router.post("/import", status_code=status.HTTP_201_CREATED, dependencies=[ApiKey],
