@@ -127,10 +127,14 @@ class OnnxRuntimeBackend(Backend):
         with tempfile.TemporaryDirectory() as tmp:
             sess = self.session(path, profile_prefix=str(Path(tmp) / "op"))
             # The protocol's stopping rule runs on wall time; the statistic is the op's own kernel time.
+            calls: list[bool] = []
             wall = time_callable(lambda: sess.run(None, feed), protocol, self.timer,
-                                 reference=self.reference(protocol))
+                                 reference=self.reference(protocol), calls=calls)
             per_run = op_kernel_ms(sess.end_profiling())
-        stats = summarize(per_run[-wall.count:])
+        # the profile holds every run in order; keep the timed ones (not the warm-up, not the re-warms)
+        per_run = per_run[-len(calls):] if len(per_run) >= len(calls) else per_run
+        timed = [ms for ms, t in zip(per_run, calls[-len(per_run):], strict=True) if t]
+        stats = summarize(timed)
         return stats.model_copy(update={"ref_ms": wall.ref_ms})
 
     def info(self) -> dict:

@@ -35,9 +35,14 @@ class Protocol:
     retry_wait_s: float = 1.0
     # The drift reference (measure/reference.py) is timed between samples and its median returned as
     # ref_ms, the device's speed meanwhile. It runs once the op's samples since its last run add up to
-    # its own duration (about equal time for both), and at least min_ref_runs times.
+    # twice its duration, and at least min_ref_runs times. With warm_interleave each reference timing is
+    # a pair (an untimed run, then the timed one) and the op runs once untimed after it: each evicts the
+    # other's working set from the caches, and measured on this VM that cost a 0.3 ms network +7-14% on
+    # its median and the reference +2-4% against its burst (nominal) speed, by amounts that depend on the
+    # sizes involved, i.e. a bias the calibration cannot take out. Warm, both read their burst speed.
     drift_reference: bool = True
     min_ref_runs: int = 15
+    warm_interleave: bool = True
 
 
 def median_ci_halfwidth(sorted_ms: np.ndarray) -> float:
@@ -69,13 +74,22 @@ def _converged(samples: list[float], protocol: Protocol) -> bool:
 def time_callable(fn: Callable[[], object], protocol: Protocol,
                   timer: Callable[[], float] = time.perf_counter,
                   before: Callable[[], object] | None = None,
-                  reference: Callable[[], object] | None = None) -> OpStats:
+                  reference: Callable[[], object] | None = None,
+                  calls: list[bool] | None = None) -> OpStats:
     """Time ``fn`` per the protocol. ``timer`` returns seconds (a CUDA backend passes a synchronising one);
     ``before`` runs untimed ahead of every timed call (to set the cache state a network would leave);
-    ``reference`` is timed between samples (about as much time as ``fn`` gets) into ``ref_ms``."""
+    ``reference`` is timed between samples (about as much time as ``fn`` gets) into ``ref_ms``.
+    ``calls``, when given, gets one entry per ``fn()`` call in order, True for a timed one (a profiler
+    that records every run, such as onnxruntime's, picks the timed runs' figures with it)."""
+    log = calls if calls is not None else []
+
+    def run(timed: bool) -> None:
+        fn()
+        log.append(timed)
+
     t_end = timer() + protocol.warmup_s
     for i in range(10**9):
-        fn()
+        run(False)
         if reference is not None and i < protocol.warmup_runs:
             reference()
         if i + 1 >= protocol.warmup_runs and timer() >= t_end:
@@ -85,18 +99,28 @@ def time_callable(fn: Callable[[], object], protocol: Protocol,
     deadline = time.perf_counter() + protocol.budget_s
     next_check = protocol.min_runs
     owed = 0.0  # fn time since the last reference run, in ms
+    warm = protocol.warm_interleave
+    if reference is not None and warm:
+        run(False)  # the warm-up ended on a reference run
     while len(samples) < protocol.max_runs:
         if before is not None:
             before()
         t0 = timer()
-        fn()
+        run(True)
         t1 = timer()
         samples.append((t1 - t0) * 1e3)
         owed += samples[-1]
-        if reference is not None and (not ref or owed >= ref[-1]):
+        if reference is not None and (not ref or owed >= (2 if warm else 1) * ref[-1]):
+            if warm:
+                reference()
+                t1 = timer()
             reference()
             ref.append((timer() - t1) * 1e3)
             owed = 0.0
+            if warm:
+                if before is not None:
+                    before()
+                run(False)
         n = len(samples)
         if n >= next_check:
             # Checking costs a sort; a geometric schedule keeps it off the hot loop.
