@@ -7,8 +7,10 @@ the server's CPU. A 10,000-entry table is imported; then:
 
 1. quiet: a profiling job of a few ops runs alone; its stored medians are the baseline;
 2. for each client count: the same job again while that many clients each pull the whole table once,
-   then send a lookup of 20 keys every --interval-ms (and re-pull the table every 50th request) for at
-   least --duration seconds, and until the job is done.
+   then send a lookup of 20 keys every --interval-ms (and re-pull the table every 50th request, with
+   If-None-Match as search_client's ProfilerClient does: a 304 while the table is unchanged;
+   ``--full-repulls`` re-pulls it whole every time) for at least --duration seconds, and until the job is
+   done. Each client starts at a random phase within its first interval.
 
 Prints per level: requests per second, lookup and pull p50 / p99, errors, and how far the op medians
 measured under load moved from the quiet run (the stored, drift-corrected figure the table serves, and the
@@ -117,19 +119,25 @@ def run_job(api: httpx.Client) -> tuple[dict[str, dict], float]:
 
 
 async def client(url: str, table_id: str, keys: list[str], interval_s: float, until: asyncio.Event,
-                 rng: random.Random, out: dict[str, list]) -> None:
+                 rng: random.Random, out: dict[str, list], full_repulls: bool = False) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=120) as c:
         n = 0
+        etag = None  # re-pulls revalidate, as search_client's ProfilerClient does (304 while unchanged)
         next_at = time.perf_counter() + rng.uniform(0, interval_s)  # spread the clients' phases
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))  # a fleet does not start in one instant
         while not until.is_set():
             pull = n % PULL_EVERY == 0
             t0 = time.perf_counter()
             try:
                 if pull:
-                    r = await c.get(f"/v1/tables/{table_id}")
+                    headers = {"If-None-Match": etag} if etag and not full_repulls else {}
+                    r = await c.get(f"/v1/tables/{table_id}", headers=headers)
+                    etag = r.headers.get("etag", etag)
+                    out["pull_full" if r.status_code == 200 else "pull_304"].append(1)
+                    ok = r.status_code in (200, 304)
                 else:
                     r = await c.post(f"/v1/tables/{table_id}/lookup", json={"keys": rng.sample(keys, LOOKUP_KEYS)})
-                ok = r.status_code == 200
+                    ok = r.status_code == 200
             except httpx.HTTPError:
                 ok = False
             out["pull" if pull else "lookup"].append(time.perf_counter() - t0)
@@ -141,11 +149,11 @@ async def client(url: str, table_id: str, keys: list[str], interval_s: float, un
 
 
 async def load(url: str, table_id: str, keys: list[str], clients: int, interval_s: float, min_s: float,
-               job_done: threading.Event) -> tuple[dict[str, list], float]:
-    out: dict[str, list] = {"lookup": [], "pull": [], "errors": []}
+               job_done: threading.Event, full_repulls: bool = False) -> tuple[dict[str, list], float]:
+    out: dict[str, list] = {"lookup": [], "pull": [], "pull_full": [], "pull_304": [], "errors": []}
     until = asyncio.Event()
     t0 = time.perf_counter()
-    tasks = [asyncio.create_task(client(url, table_id, keys, interval_s, until, random.Random(i), out))
+    tasks = [asyncio.create_task(client(url, table_id, keys, interval_s, until, random.Random(i), out, full_repulls))
              for i in range(clients)]
     while time.perf_counter() - t0 < min_s or not job_done.is_set():
         await asyncio.sleep(0.1)
@@ -169,6 +177,8 @@ def main() -> None:
     p.add_argument("--entries", type=int, default=10_000)
     p.add_argument("--interval-ms", type=float, default=200.0, help="each client's pause between requests")
     p.add_argument("--budget-s", type=float, default=2.0, help="measuring time per op of the profiling job")
+    p.add_argument("--full-repulls", action="store_true",
+                   help="re-pull the whole table every time (no If-None-Match): the issue's first bench")
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--bench-cpu", type=int, default=1)
     args = p.parse_args()
@@ -204,14 +214,16 @@ def main() -> None:
                     finally:
                         done.set()
                 threading.Thread(target=job, daemon=True).start()
-                out, secs = asyncio.run(load(srv.url, table_id, keys, n, args.interval_ms / 1000, args.duration, done))
+                out, secs = asyncio.run(load(srv.url, table_id, keys, n, args.interval_ms / 1000, args.duration, done,
+                                             args.full_repulls))
                 total = len(out["lookup"]) + len(out["pull"])
                 med = moved(quiet, result["entries"], "median_ms")
                 ref = moved(quiet, result["entries"], "ref_ms")
                 print(f"{n:>7} {secs:>7.1f} {total / secs:>7.1f} {pct(out['lookup'], 50):>10.1f} "
                       f"{pct(out['lookup'], 99):>7.1f} {pct(out['pull'], 50):>9.1f} {pct(out['pull'], 99):>7.1f} "
                       f"{len(out['errors']):>6}  {100 * np.median(np.abs(med)):+.2f}% / {100 * np.abs(med).max():.2f}%"
-                      f"{'':>20}{100 * np.median(ref):+.2f}%")
+                      f"{'':>20}{100 * np.median(ref):+.2f}%   pulls {len(out['pull_full'])} full / "
+                      f"{len(out['pull_304'])} 304")
             print(f"benchmark children seen: {len(srv.children)}, each pinned to CPU "
                   f"{sorted({c for cpus in srv.children.values() for c in cpus})}")
         finally:

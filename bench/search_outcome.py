@@ -44,13 +44,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--algos", nargs="+", default=None, help="--arch-algo values (default: every one the CLI has)")
     p.add_argument("--random", type=int, default=20, help="random nets per space")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="retrain seeds")
-    p.add_argument("--train-epochs", type=int, default=2)
+    p.add_argument("--train-epochs", type=int, default=3)
     p.add_argument("--train-images", type=int, default=768, help="training images per retrain (0: all)")
     p.add_argument("--train-batch", type=int, default=32)
     p.add_argument("--warmup-epochs", type=int, default=2, help="search warm-up epochs")
     p.add_argument("--epochs", type=int, default=3, help="search epochs (the first takes no arch step)")
     p.add_argument("--steps-per-epoch", type=int, default=15)
-    p.add_argument("--search-args", default="--arch-every 2", help="extra flags for every search")
+    p.add_argument("--search-args", default="--arch-every 1", help="extra flags for every search")
     p.add_argument("--repeats", type=int, default=2, help="measurements of each searched net (median kept)")
     p.add_argument("--workers", type=int, default=2, help="parallel retrain processes (1 thread each)")
     p.add_argument("--threads", type=int, default=2, help="torch threads of each search")
@@ -102,10 +102,12 @@ def run_searches(args, client, table_id: str, space, budgets: list[tuple[str, fl
             summary = json.loads((d / "derived" / "derive.json").read_text())
             rows.append({"name": f"{algo} {label}", "kind": algo, "budget_label": label, "budget_ms": ms,
                          "choices": arch.choices, "predicted_ms": summary.get("predicted_ms"),
-                         "swaps": len(summary.get("swaps") or []), "search_s": round(t, 1),
+                         "swaps": len(summary.get("swaps") or []), "fills": len(summary.get("fills") or []),
+                         "search_s": round(t, 1),
                          "final_epoch": _last_log(d / "log.jsonl")})
             print(f"  {algo} {label} (max {ms:.3f} ms): {t:.0f} s, predicted {summary.get('predicted_ms'):.3f} ms, "
-                  f"{len(summary.get('swaps') or [])} swap(s): {' '.join(arch.choices)}", flush=True)
+                  f"{len(summary.get('swaps') or [])} swap(s) down, {len(summary.get('fills') or [])} upgrade(s): "
+                  f"{' '.join(arch.choices)}", flush=True)
     return rows
 
 
@@ -198,7 +200,8 @@ def report(res: dict) -> bool:
         e = r.get("final_epoch") or {}
         if e:
             print(f"  {r['name']}: last search epoch H {e.get('entropy', float('nan')):.3f} "
-                  f"max_prob {e.get('max_prob', float('nan')):.3f}, {r['swaps']} swap(s) after it")
+                  f"max_prob {e.get('max_prob', float('nan')):.3f}; derive: {r['swaps']} swap(s) down, "
+                  f"{r.get('fills', 0)} upgrade(s) to spend the budget")
     ok = True
     for algo, targets in res["targets"].items():
         for t in targets:

@@ -119,7 +119,7 @@ def add_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-lr", type=float, default=d.warmup_lr)
     p.add_argument("--arch-lr", type=float, default=d.arch_lr,
                    help="Adam lr of the architecture logits (default: 100 / planned architecture steps, "
-                        "at least the original's 1e-3, at most 1.0)")
+                        "10 / steps for reinforce, at least the original's 1e-3, at most 1.0)")
     p.add_argument("--target-ms", type=float)
     p.add_argument("--max-ms", type=float, help="hard limit on the derived net's predicted latency")
     p.add_argument("--fill", type=float, default=d.fill,

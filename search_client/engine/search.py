@@ -112,13 +112,20 @@ ORIGINAL_ARCH_STEPS = 114_000
 # with every default (README "Convergence"): travel 100 ended at mean max probability 0.87 with the
 # derived net at 99% of the budget; 50 ended at 0.65; the old sqrt rule (travel ~3) at 0.21.
 ARCH_TRAVEL = 100.0
+# REINFORCE's step direction is a sampled reward's, mostly noise in a short search, and Adam moves every
+# logit ~lr per step whatever the signal: at travel 30 (lr 1.0, 30 steps) its policy collapsed within 15
+# steps to max probability 0.98 (both spaces, README "Search outcome"), i.e. onto its first lucky
+# samples. A tenth of the gradient method's travel leaves a logit gap of ~10 for a consistent reward
+# and ~lr x sqrt(steps) (under 2 here) for noise.
+ARCH_TRAVEL_RL = 10.0
 MAX_AUTO_ARCH_LR = 1.0
 
 
-def auto_arch_lr(arch_steps: int) -> float:
-    """lr with lr x steps = ARCH_TRAVEL (capped at 1.0 for very short runs), never below the original's
-    1e-3: a search as long as the original's (114k steps) gets the original's lr."""
-    return min(MAX_AUTO_ARCH_LR, max(ORIGINAL_ARCH_LR, ARCH_TRAVEL / max(arch_steps, 1)))
+def auto_arch_lr(arch_steps: int, algo: str = "grad") -> float:
+    """lr with lr x steps = the algorithm's travel (capped at 1.0 for very short runs), never below the
+    original's 1e-3: a gradient search as long as the original's (114k steps) gets the original's lr."""
+    travel = ARCH_TRAVEL_RL if algo == "reinforce" else ARCH_TRAVEL
+    return min(MAX_AUTO_ARCH_LR, max(ORIGINAL_ARCH_LR, travel / max(arch_steps, 1)))
 
 
 def planned_arch_steps(cfg: SearchConfig, steps_per_epoch: int) -> int:
@@ -259,7 +266,7 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
     valid_dl, valid_sampler = loader(splits.valid, batch_size=cfg.batch_size, dist=dist, seed=cfg.seed + 1,
                                        num_workers=cfg.num_workers)
     spe = min(len(train_dl), cfg.steps_per_epoch or len(train_dl))
-    arch_lr = cfg.arch_lr if cfg.arch_lr is not None else auto_arch_lr(planned_arch_steps(cfg, spe))
+    arch_lr = cfg.arch_lr if cfg.arch_lr is not None else auto_arch_lr(planned_arch_steps(cfg, spe), cfg.arch_algo)
     a_opt = torch.optim.Adam(net.arch_parameters(), lr=arch_lr, betas=(0.0, 0.999), eps=1e-8, weight_decay=0.0)
     total_epochs = cfg.warmup_epochs + cfg.epochs
     step, arch_steps, start_epoch = 0, 0, 0

@@ -82,6 +82,9 @@ def test_auto_arch_lr_gives_the_same_travel_as_the_measured_default_and_the_orig
     assert auto_arch_lr(250) == pytest.approx(0.4)  # lr x steps = 100
     assert auto_arch_lr(1_000_000) == 1e-3  # never below the original's lr
     assert auto_arch_lr(50) == 1.0  # capped
+    # REINFORCE: a tenth of the travel (its step follows a sampled reward; at lr 1.0 it collapsed)
+    assert auto_arch_lr(30, "reinforce") == pytest.approx(10 / 30)
+    assert auto_arch_lr(30, "grad") == 1.0
 
 
 def test_first_search_epoch_takes_no_architecture_step(tiny_config, digits, entries, tmp_path):
