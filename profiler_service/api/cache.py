@@ -9,22 +9,46 @@ from collections.abc import Callable, Hashable
 
 class RenderCache:
     """Least recently used, a few entries: the tables a fleet is pulling now. A new ETag is a new key, so a
-    changed table is never served stale."""
+    changed table is never served stale.
+
+    A missing body is rendered once however many requests want it at the same moment (single flight):
+    a fleet of clients starting together pulls the same table, and ten concurrent first pulls each
+    rendering a 10,000-entry table took the core for seconds (lookup p99 106 ms at 10 clients in
+    ``bench/api_load.py``)."""
 
     def __init__(self, max_entries: int = 8):
         self.max_entries = max_entries
         self._items: OrderedDict[Hashable, str | bytes] = OrderedDict()
         self._lock = threading.Lock()
+        self._rendering: dict[Hashable, threading.Lock] = {}
+        self.renders = 0  # how many times a body was rendered (tests check the single flight)
 
-    def get_or_render(self, key: Hashable, render: Callable[[], str | bytes]) -> str | bytes:
+    def _get(self, key: Hashable) -> str | bytes | None:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        body = render()  # outside the lock: two first pulls may both render, the result is the same
+            return None
+
+    def get_or_render(self, key: Hashable, render: Callable[[], str | bytes]) -> str | bytes:
+        body = self._get(key)
+        if body is not None:
+            return body
         with self._lock:
-            self._items[key] = body
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_entries:
-                self._items.popitem(last=False)
+            flight = self._rendering.setdefault(key, threading.Lock())
+        with flight:  # the first caller renders; the others wait here, then find its body
+            body = self._get(key)
+            if body is not None:
+                return body
+            try:
+                body = render()
+                with self._lock:
+                    self.renders += 1
+                    self._items[key] = body
+                    self._items.move_to_end(key)
+                    while len(self._items) > self.max_entries:
+                        self._items.popitem(last=False)
+            finally:
+                with self._lock:
+                    self._rendering.pop(key, None)
         return body
