@@ -23,8 +23,8 @@ from torch import nn
 
 from profiler_service.measure.context import OUTPUT, InNetwork, op_kernel_ms
 from profiler_service.measure.protocol import Protocol, settled, summarize, time_callable
+from profiler_service.measure.reference import FILLER_RESOLUTION, reference_module
 from profiler_service.measure.reference import NAME as REFERENCE_NAME
-from profiler_service.measure.reference import reference_module
 from shared.ops import build_op
 from shared.schemas import OpStats
 from shared.specs import OpSpec
@@ -49,6 +49,13 @@ class Backend(ABC):
             module, shape = reference_module()
             self._reference = self.runner(module, shape, f"reference:{REFERENCE_NAME}")
         return self._reference
+
+    def filler(self, protocol: Protocol) -> Callable[[], object] | None:
+        """The nominal burst's stand-in for a measured op: the reference's blocks at a small input."""
+        if not protocol.drift_reference:
+            return None
+        module, shape = reference_module(FILLER_RESOLUTION)
+        return self.runner(module, shape, f"reference-filler:{REFERENCE_NAME}@{FILLER_RESOLUTION}")
 
     @abstractmethod
     def runner(self, module: nn.Module, input_shape: tuple[int, ...], cache_key: str) -> Callable[[], object]:

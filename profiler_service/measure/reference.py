@@ -25,12 +25,15 @@ NAME = "proxyless-mobile@160/3x3_MBConv3"  # part of the device fingerprint: cha
 RESOLUTION = 160
 
 
-def reference_module() -> tuple[nn.Module, tuple[int, ...]]:
-    """The reference network and its input shape (batch 1)."""
+FILLER_RESOLUTION = 64  # the nominal burst's stand-in for a measured op (measure/nominal.py): ~0.5 ms
+
+
+def reference_module(resolution: int = RESOLUTION) -> tuple[nn.Module, tuple[int, ...]]:
+    """The reference network (or, at another resolution, the burst's filler) and its input shape."""
     # imported here: the worker reads NAME without pulling in torch
     from shared.arch import build_net, make_arch
     from shared.spaces import get_space
 
-    space = get_space("proxyless-mobile", RESOLUTION, 1.0, 1000)
+    space = get_space("proxyless-mobile", resolution, 1.0, 1000)
     choices = ["3x3_MBConv3"] * len(space.layers)
-    return build_net(make_arch(space, choices)), (1, 3, RESOLUTION, RESOLUTION)
+    return build_net(make_arch(space, choices)), (1, 3, resolution, resolution)

@@ -17,7 +17,7 @@ def measure_task(backend: Backend, task: tuple, batch: int, protocol: Protocol) 
     if kind == "reference":  # the nominal-speed burst (measure/nominal.py)
         from profiler_service.measure.nominal import burst
 
-        return burst(backend.reference(protocol), backend.timer, protocol)
+        return burst(backend.reference(protocol), backend.timer, protocol, filler=backend.filler(protocol))
     if kind == "op":
         return backend.measure_op(parse_key(label), batch, protocol)
     keys = task[2]

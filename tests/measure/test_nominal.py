@@ -1,0 +1,45 @@
+"""The nominal burst reads the reference the way a measurement does (interleaved), at its quietest."""
+
+import pytest
+
+from profiler_service.measure.nominal import BLOCK_RUNS, BLOCKS, WARMUP_RUNS, burst, quiet_ms
+from profiler_service.measure.protocol import Protocol
+
+
+def test_quiet_ms_is_the_fastest_block_median():
+    slow, quiet = [2.0] * BLOCK_RUNS, [1.0] * (BLOCK_RUNS - 1) + [9.0]
+    assert quiet_ms(slow + quiet + slow) == 1.0
+    assert quiet_ms([3.0, 1.0, 2.0]) == 2.0  # under one block: the plain median
+
+
+def _clock():
+    """A fake clock and two workloads that advance it: the reference (4 ms) and the filler (0.5 ms)."""
+    state = {"t": 0.0, "log": []}
+
+    def work(name: str, ms: float):
+        def run():
+            state["t"] += ms / 1e3
+            state["log"].append(name)
+        return run
+
+    return state, (lambda: state["t"]), work("r", 4.0), work("f", 0.5)
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_each_timed_reference_run_follows_filler_work_as_inside_a_measurement(warm):
+    state, timer, ref, fill = _clock()
+    stats = burst(ref, timer, Protocol(warm_interleave=warm), filler=fill)
+    assert stats.count == BLOCKS * BLOCK_RUNS and stats.median_ms == pytest.approx(4.0)
+    body = "".join(state["log"])[WARMUP_RUNS:]
+    groups = body.split("f")  # what runs between filler runs: "", or the reference run(s)
+    refs = [g for g in groups if g]
+    assert all(g == ("rr" if warm else "r") for g in refs)  # a pair (untimed + timed) when warm
+    # after the first, each timed run follows filler worth twice (warm) / once (cold) a reference run
+    fills = [len(run) for run in body.split("r") if run][1:]
+    assert min(fills) == (16 if warm else 8)
+
+
+def test_without_filler_the_burst_is_back_to_back():
+    state, timer, ref, _ = _clock()
+    stats = burst(ref, timer, Protocol())
+    assert stats.count == BLOCKS * BLOCK_RUNS and set(state["log"]) == {"r"}
