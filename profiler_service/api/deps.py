@@ -33,36 +33,30 @@ class Runtime:
     lookup_index: LookupIndex = field(default_factory=LookupIndex)
 
 
-def get_settings(request: Request) -> Settings:
+# async: an attribute read needs no worker thread, and a sync dependency costs a threadpool hop per request
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
 def get_session(request: Request) -> Iterator[Session]:
     """Commits when the route returns, before the response goes out: a 202 means the job is stored."""
     write = request.method not in ("GET", "HEAD", "OPTIONS")
-    with get_runtime(request).db.session(write=write) as session:
-        yield session
-
-
-def get_read_session(request: Request) -> Iterator[Session]:
-    """For posts that only read (lookup): a SQLite WAL reader never waits behind an import's write lock."""
-    with get_runtime(request).db.session(write=False) as session:
+    with request.app.state.runtime.db.session(write=write) as session:
         yield session
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 
 
-def require_api_key(settings: SettingsDep,
-                    x_api_key: Annotated[str | None, Header(description="required when configured")] = None
-                    ) -> None:
+async def require_api_key(settings: SettingsDep,
+                          x_api_key: Annotated[str | None, Header(description="required when configured")] = None
+                          ) -> None:
     expected = settings.api_key_value
     if expected is None:
         return

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from profiler_service.db.engine import Database
 from profiler_service.db.models import Measurement, Table
 from profiler_service.services.errors import NotFound
 from profiler_service.services.tables import STAT_FIELDS, check_key
@@ -80,3 +81,9 @@ def lookup_body(session: Session, index: LookupIndex, table_id: str, keys: list[
             missing[key] = None
     body = ",".join(f"{json.dumps(k)}:{v}" for k, v in found.items())
     return f'{{"found":{{{body}}},"missing":{json.dumps(list(missing))}}}'.encode()
+
+
+def lookup_read(db: Database, index: LookupIndex, table_id: str, keys: list[str]) -> bytes:
+    """:func:`lookup_body` in its own read session (a SQLite WAL reader: never behind a writer)."""
+    with db.session(write=False) as session:
+        return lookup_body(session, index, table_id, keys)

@@ -3,8 +3,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.concurrency import run_in_threadpool
 
-from profiler_service.api.deps import ApiKey, RawBody, ReadSessionDep, RuntimeDep, SessionDep
+from profiler_service.api.deps import ApiKey, RawBody, RuntimeDep, SessionDep
 from profiler_service.services import lookup as lookup_service
 from profiler_service.services import tables as T
 from profiler_service.services import yaml_io
@@ -50,9 +51,11 @@ def get_table(table_id: str, session: SessionDep, runtime: RuntimeDep, format: L
 
 
 @router.post("/{table_id}/lookup", response_model=LookupResponse)
-def lookup(table_id: str, req: LookupRequest, session: ReadSessionDep, runtime: RuntimeDep) -> Response:
+async def lookup(table_id: str, req: LookupRequest, runtime: RuntimeDep) -> Response:
     """Latencies for a list of keys; keys the table lacks come back in ``missing``. Read-only: no key."""
-    body = lookup_service.lookup_body(session, runtime.lookup_index, table_id, req.keys)
+    # the hot path of a search fleet: one worker-thread hop for the read (a sync route with a session
+    # dependency took several per request, and at 50 clients the server's core went to them)
+    body = await run_in_threadpool(lookup_service.lookup_read, runtime.db, runtime.lookup_index, table_id, req.keys)
     return Response(body, media_type="application/json")
 
 
