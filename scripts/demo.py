@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     var.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM takes Ctrl-C's clean-up path
+    # a shell starts background jobs with SIGINT ignored, and Python then installs no Ctrl-C handler of
+    # its own: the demo (and its service) would run on through a Ctrl-C (seen: a CI run started with `&`)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
