@@ -124,29 +124,15 @@ def fill_up(names: list[tuple[str, ...]], probs: list[torch.Tensor], costs: list
     swaps: list[dict] = []
     if ceiling is None:
         return Projection(choices, now, swaps)
-    logp = [torch.log(p.detach().double().clamp_min(1e-30)) for p in probs]
+    logp = _logp(probs)
     idx = [n.index(c) for n, c in zip(names, choices, strict=True)]
-    while True:
-        best = None
-        for layer, (c, lp, i) in enumerate(zip(costs, logp, idx, strict=True)):
-            for j in range(len(c)):
-                if float(c[j]) <= float(c[i]):
-                    continue
-                trial = choices[:layer] + [names[layer][j]] + choices[layer + 1:]
-                after = predict(trial)
-                added = after - now
-                if added <= 0 or after > ceiling:
-                    continue
-                score = float(lp[i] - lp[j]) / added
-                if best is None or score < best[0]:
-                    best = (score, layer, j, added, float(lp[i] - lp[j]))
-        if best is None:
-            return Projection(choices, now, swaps)
-        _, layer, j, added, lost = best
+    while (best := _best_swap(names, costs, logp, idx, choices, predict, now, ceiling=ceiling)) is not None:
+        layer, j, added, lost, after = best
         swaps.append({"layer": layer, "from": choices[layer], "to": names[layer][j],
                       "saved_ms": -added, "logp_lost": lost})
         idx[layer], choices[layer] = j, names[layer][j]
-        now = predict(choices)
+        now = after
+    return Projection(choices, now, swaps)
 
 
 def choose_under(names: list[tuple[str, ...]], probs: list[torch.Tensor], costs: list[torch.Tensor],
@@ -165,7 +151,7 @@ def project_under(names: list[tuple[str, ...]], probs: list[torch.Tensor], costs
     measured with ``predict``, so a calibrated prediction is what the limit applies to.
     """
     idx = [int(torch.argmax(p)) for p in probs]
-    logp = [torch.log(p.detach().double().clamp_min(1e-30)) for p in probs]
+    logp = _logp(probs)
     choices = [n[i] for n, i in zip(names, idx, strict=True)]
     now = predict(choices)
     swaps: list[dict] = []
@@ -173,23 +159,38 @@ def project_under(names: list[tuple[str, ...]], probs: list[torch.Tensor], costs
         return Projection(choices, now, swaps)
     check_feasible(names, costs, predict, max_ms)
     while now > max_ms:
-        best = None
-        for layer, (c, lp, i) in enumerate(zip(costs, logp, idx, strict=True)):
-            for j in range(len(c)):
-                if float(c[j]) >= float(c[i]):
-                    continue
-                trial = choices[:layer] + [names[layer][j]] + choices[layer + 1:]
-                saved = now - predict(trial)
-                if saved <= 0:
-                    continue
-                score = float(lp[i] - lp[j]) / saved
-                if best is None or score < best[0]:
-                    best = (score, layer, j, saved, float(lp[i] - lp[j]))
+        best = _best_swap(names, costs, logp, idx, choices, predict, now)
         if best is None:  # unreachable after check_feasible; guards against an endless loop
             raise InfeasibleLimitError(f"no cheaper candidate left; max_ms={max_ms:g} not reachable")
-        _, layer, j, saved, lost = best
+        layer, j, saved, lost, _ = best
         swaps.append({"layer": layer, "from": choices[layer], "to": names[layer][j],
                       "saved_ms": saved, "logp_lost": lost})
         idx[layer], choices[layer] = j, names[layer][j]
         now -= saved
     return Projection(choices, predict(choices), swaps)
+
+
+def _logp(probs: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [torch.log(p.detach().double().clamp_min(1e-30)) for p in probs]
+
+
+def _best_swap(names: list[tuple[str, ...]], costs: list[torch.Tensor], logp: list[torch.Tensor], idx: list[int],
+               choices: list[str], predict: Predict, now: float, *,
+               ceiling: float | None = None) -> tuple[int, int, float, float, float] | None:
+    """The one-layer swap that gives up the least log-probability per ms it moves: to a cheaper
+    candidate (projection), or with ``ceiling`` to a dearer one whose prediction stays <= ``ceiling``
+    (fill). -> (layer, candidate, ms moved > 0, log-probability lost, prediction after) or None."""
+    up = ceiling is not None
+    best = None
+    for layer, (c, lp, i) in enumerate(zip(costs, logp, idx, strict=True)):
+        for j in range(len(c)):
+            if (float(c[j]) <= float(c[i])) if up else (float(c[j]) >= float(c[i])):
+                continue
+            after = predict(choices[:layer] + [names[layer][j]] + choices[layer + 1:])
+            moved = after - now if up else now - after
+            if moved <= 0 or (up and after > ceiling):
+                continue
+            lost = float(lp[i] - lp[j])
+            if best is None or lost / moved < best[0]:
+                best = (lost / moved, layer, j, moved, lost, after)
+    return best[1:] if best is not None else None
