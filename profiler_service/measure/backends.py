@@ -139,8 +139,8 @@ class OnnxRuntimeBackend(Backend):
                                  reference=self.reference(protocol), calls=calls)
             per_run = op_kernel_ms(sess.end_profiling())
         # the profile holds every run in order; keep the timed ones (not the warm-up, not the re-warms)
-        per_run = per_run[-len(calls):] if len(per_run) >= len(calls) else per_run
-        timed = [ms for ms, t in zip(per_run, calls[-len(per_run):], strict=True) if t]
+        n = min(len(per_run), len(calls))
+        timed = [ms for ms, t in zip(per_run[len(per_run) - n:], calls[len(calls) - n:], strict=True) if t]
         stats = summarize(timed)
         return stats.model_copy(update={"ref_ms": wall.ref_ms})
 
