@@ -10,11 +10,11 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
-from profiler_service.api.cache import RenderCache
 from profiler_service.db.engine import Database
 from profiler_service.metrics import Metrics
 from profiler_service.services.errors import TooLarge
 from profiler_service.services.lookup import LookupIndex
+from profiler_service.services.render_cache import RenderCache
 from profiler_service.settings import Settings
 from profiler_service.worker import Worker
 
@@ -29,7 +29,7 @@ class Runtime:
     device_name: str
     backends: list[str]
     worker: Worker | None
-    table_bodies: RenderCache = field(default_factory=RenderCache)
+    table_bodies: RenderCache[bytes] = field(default_factory=RenderCache)
     lookup_index: LookupIndex = field(default_factory=LookupIndex)
 
 

@@ -7,9 +7,11 @@ is spent, whichever comes first; ``min_runs`` keeps the tails meaningful.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +73,21 @@ def _converged(samples: list[float], protocol: Protocol) -> bool:
     return median_ci_halfwidth(a) <= protocol.rel_ci * med
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while timing, as ``timeit`` does. In a benchmark child that has
+    imported torch and onnxruntime a full collection walks the whole heap: measured at 100-200 ms, every
+    2-3 s of runs (each run's output list is a tracked object). A run it lands in is timed 100x slow, and
+    the drift reference timed beside it reads the device as slower than it is."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def time_callable(fn: Callable[[], object], protocol: Protocol,
                   timer: Callable[[], float] = time.perf_counter,
                   before: Callable[[], object] | None = None,
@@ -81,6 +98,13 @@ def time_callable(fn: Callable[[], object], protocol: Protocol,
     ``reference`` is timed between samples (about as much time as ``fn`` gets) into ``ref_ms``.
     ``calls``, when given, gets one entry per ``fn()`` call in order, True for a timed one (a profiler
     that records every run, such as onnxruntime's, picks the timed runs' figures with it)."""
+    with gc_paused():
+        return _time_loop(fn, protocol, timer, before, reference, calls)
+
+
+def _time_loop(fn: Callable[[], object], protocol: Protocol, timer: Callable[[], float],
+               before: Callable[[], object] | None, reference: Callable[[], object] | None,
+               calls: list[bool] | None) -> OpStats:
     log = calls if calls is not None else []
 
     def run(timed: bool) -> None:

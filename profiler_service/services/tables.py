@@ -14,7 +14,7 @@ from profiler_service.db.models import Device, Measurement, Table, utcnow
 from profiler_service.services.devices import ensure_device
 from profiler_service.services.errors import Invalid, NotFound
 from shared import specs as S
-from shared.schemas import OpStats, TableOut, TableSummary
+from shared.schemas import OpStats, TableMeta, TableOut, TableSummary
 
 STAT_FIELDS = ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "count", "ref_ms", "nominal_ms")
 # Keys are checked for shape only here (lookups, imports): device limits guard what gets *built*.
@@ -143,6 +143,10 @@ def list_tables(session: Session) -> list[TableSummary]:
 def summary(session: Session, table: Table) -> TableSummary:
     n = session.scalar(select(func.count()).where(Measurement.table_id == table.id)) or 0
     return TableSummary(**_meta(table, _device_name(session, table)), entries=n)
+
+
+def table_meta(session: Session, table: Table) -> TableMeta:
+    return TableMeta(**_meta(table, _device_name(session, table)))
 
 
 def table_out(session: Session, table: Table) -> TableOut:

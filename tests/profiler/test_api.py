@@ -84,6 +84,27 @@ def test_etag_gives_304_until_the_table_changes(api: httpx.Client):
     assert r.status_code == 200 and r.headers["etag"] != etag and len(r.json()["entries"]) == 6
 
 
+def test_tables_are_served_gzipped_to_clients_that_ask_and_plain_to_others(api: httpx.Client):
+    import gzip
+
+    table_id = api.post("/v1/tables/import", params={"device": "gzip-device", "backend": "tflite"},
+                        content=PUBLISHED).json()["id"]
+    with httpx.Client(base_url=str(api.base_url)) as raw:  # read the bytes on the wire, undecoded
+        for fmt in ("json", "yaml"):
+            with raw.stream("GET", f"/v1/tables/{table_id}", params={"format": fmt},
+                            headers={"Accept-Encoding": "gzip"}) as r:
+                zipped = b"".join(r.iter_raw())
+                assert r.headers["content-encoding"] == "gzip" and "Accept-Encoding" in r.headers["vary"]
+            with raw.stream("GET", f"/v1/tables/{table_id}", params={"format": fmt},
+                            headers={"Accept-Encoding": "identity"}) as r:
+                plain = b"".join(r.iter_raw())
+                assert "content-encoding" not in r.headers
+            assert gzip.decompress(zipped) == plain
+        r = raw.get(f"/v1/tables/{table_id}", headers={"Accept-Encoding": "gzip;q=0"})
+        assert "content-encoding" not in r.headers and r.json()["id"] == table_id
+    assert api.get(f"/v1/tables/{table_id}").json()["entries"]  # httpx asks for gzip and decodes it
+
+
 def test_import_published_yaml_and_our_json(api: httpx.Client):
     r = api.post("/v1/tables/import", params={"device": "pixel1", "backend": "tflite"}, content=PUBLISHED,
                  headers={"Content-Type": "application/x-yaml"})

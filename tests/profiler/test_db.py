@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 from datetime import timedelta
@@ -21,6 +22,7 @@ from profiler_service.services.errors import NotFound
 from profiler_service.services.jobs import cancel_job
 from profiler_service.services.lookup import LookupIndex, lookup_body
 from profiler_service.services.queue import HOST
+from profiler_service.services.table_body import json_body
 from shared.schemas import LookupResponse, OpStats
 
 KEY = "expanded_conv-input:8x8x16-output:8x8x16-expand:3-kernel:3-stride:1-idskip:1"
@@ -104,6 +106,17 @@ def test_lookup_lists_missing_keys_and_prices_zero_ops_at_nothing(db: Database, 
     assert out.found[KEY2].median_ms == 2.0 and out.missing == []
     with db.session(write=False) as s, pytest.raises(NotFound):
         lookup_body(s, index, "no-such-table", [KEY])
+
+
+def test_the_pulled_json_body_is_the_table_out_model(db: Database, device_id: int):
+    with db.session() as s:
+        table = T.get_or_create_by_name(s, "test-device", "onnxruntime", 1, 1)
+        T.upsert_measurements(s, table, {KEY2: stats(2.5), KEY: stats(1.0 / 3)})
+    with db.session(write=False) as s:
+        table = T.get_table(s, table.id)
+        body = json_body(s, table, LookupIndex())
+        assert json.loads(body) == json.loads(T.table_out(s, table).model_dump_json())
+        assert list(json.loads(body)["entries"]) == sorted([KEY, KEY2])
 
 
 def test_claim_takes_the_oldest_queued_job_of_this_device_only(db: Database, device_id: int):

@@ -9,6 +9,7 @@ from profiler_service.api.deps import ApiKey, RawBody, RuntimeDep, SessionDep
 from profiler_service.services import lookup as lookup_service
 from profiler_service.services import tables as T
 from profiler_service.services import yaml_io
+from profiler_service.services.table_body import read_table_body
 from shared.schemas import ImportResponse, LookupRequest, LookupResponse, TableOut, TableSummary
 
 router = APIRouter(prefix="/v1/tables", tags=["tables"])
@@ -20,11 +21,12 @@ _IMPORT_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/TableOut"}}}}}
 
 
-def _etag_matches(if_none_match: str | None, etag: str) -> bool:
-    if not if_none_match:
-        return False
-    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
-    return "*" in tags or etag in tags
+def _accepts_gzip(accept_encoding: str | None) -> bool:
+    for part in (accept_encoding or "").split(","):
+        name, _, params = part.partition(";")
+        if name.strip().lower() == "gzip":
+            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
 
 
 @router.get("")
@@ -35,19 +37,21 @@ def list_tables(session: SessionDep) -> list[TableSummary]:
 
 @router.get("/{table_id}", response_model=TableOut,
             responses={200: {"content": {yaml_io.YAML_MEDIA_TYPE: {}}}, 304: {"description": "not modified"}})
-def get_table(table_id: str, session: SessionDep, runtime: RuntimeDep, format: Literal["json", "yaml"] = "json",
-              if_none_match: Annotated[str | None, Header()] = None) -> Response:
-    """The whole table. Send the ETag back in If-None-Match to get 304 when nothing changed."""
-    table = T.get_table(session, table_id)
-    etag = f'"{table.etag}"' if format == "json" else f'"{table.etag}-yaml"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if _etag_matches(if_none_match, etag):
+async def get_table(table_id: str, runtime: RuntimeDep, format: Literal["json", "yaml"] = "json",
+                    if_none_match: Annotated[str | None, Header()] = None,
+                    accept_encoding: Annotated[str | None, Header()] = None) -> Response:
+    """The whole table, gzipped when the client accepts it. Send the ETag back in If-None-Match to get 304
+    when nothing changed."""
+    # one worker-thread hop (a sync route with a session dependency took several, and a fleet's first
+    # pulls arrive together)
+    out = await run_in_threadpool(read_table_body, runtime.db, runtime.table_bodies, runtime.lookup_index,
+                                  table_id, format, _accepts_gzip(accept_encoding), if_none_match)
+    headers = {"ETag": out.etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+    if out.body is None:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    render = yaml_io.to_yaml if format == "yaml" else yaml_io.to_json
-    # A search fleet pulls the same table again and again: render it once per ETag.
-    body = runtime.table_bodies.get_or_render((table.id, etag, table.updated_at), lambda: render(session, table))
-    media = yaml_io.YAML_MEDIA_TYPE if format == "yaml" else "application/json"
-    return Response(body, media_type=media, headers=headers)
+    if out.gzipped:
+        headers["Content-Encoding"] = "gzip"
+    return Response(out.body, media_type=out.media_type, headers=headers)
 
 
 @router.post("/{table_id}/lookup", response_model=LookupResponse)
