@@ -76,9 +76,9 @@ def _converged(samples: list[float], protocol: Protocol) -> bool:
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """The cyclic garbage collector off while timing, as ``timeit`` does. In a benchmark child that has
-    imported torch and onnxruntime a full collection walks the whole heap: measured at 100-200 ms, every
-    2-3 s of runs (each run's output list is a tracked object). A run it lands in is timed 100x slow, and
-    the drift reference timed beside it reads the device as slower than it is."""
+    imported torch and onnxruntime a full collection walks the whole heap: 100-200 ms, logged every 2-3 s
+    in a profiling job (each run's output list is a tracked object). A timed run it lands in, of the op or
+    of the drift reference, carries that pause."""
     enabled = gc.isenabled()
     gc.disable()
     try:

@@ -52,6 +52,20 @@ def test_before_hook_runs_untimed():
     assert len(calls) == stats.count == 10
 
 
+def test_the_garbage_collector_is_off_while_timing_and_restored_after():
+    import gc
+
+    seen = []
+    fn, timer = _fake_clock([0.001])
+    protocol = Protocol(warmup_runs=1, warmup_s=0, min_runs=10, max_runs=10)
+    time_callable(lambda: (seen.append(gc.isenabled()), fn()), protocol, timer,
+                  reference=lambda: seen.append(gc.isenabled()))
+    assert seen and not any(seen) and gc.isenabled()
+    with pytest.raises(RuntimeError):  # restored on error too
+        time_callable(lambda: (_ for _ in ()).throw(RuntimeError("op failed")), protocol, timer)
+    assert gc.isenabled()
+
+
 def test_disturbed_measurement_is_repeated_and_steadiest_kept():
     from profiler_service.measure.protocol import settled, spread
 
