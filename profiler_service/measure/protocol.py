@@ -37,11 +37,11 @@ class Protocol:
     retry_wait_s: float = 1.0
     # The drift reference (measure/reference.py) is timed between samples and its median returned as
     # ref_ms, the device's speed meanwhile. It runs once the op's samples since its last run add up to
-    # its own duration (about equal time for both), and at least min_ref_runs times. With warm_interleave
-    # the op runs once untimed after each reference run: the reference evicts the op's working set, and
-    # measured on this VM that cost a 0.3 ms network +7-14% on its median (~1% at 5 ms), a size-dependent
-    # bias no calibration takes out. (Timing the reference warm too, as a pair, made its per-measurement
-    # median noisier: table repeatability after correction went from 3.4% to 8.0% median between passes.)
+    # twice its duration, and at least min_ref_runs times. With warm_interleave each reference timing is
+    # a pair (an untimed run, then the timed one) and the op runs once untimed after it: each evicts the
+    # other's working set from the caches, and measured on this VM that cost a 0.3 ms network +7-14% on
+    # its median and the reference +2-4% against its burst (nominal) speed, by amounts that depend on the
+    # sizes involved, i.e. a bias the calibration cannot take out. Warm, both read their burst speed.
     drift_reference: bool = True
     min_ref_runs: int = 15
     warm_interleave: bool = True
@@ -134,7 +134,10 @@ def _time_loop(fn: Callable[[], object], protocol: Protocol, timer: Callable[[],
         t1 = timer()
         samples.append((t1 - t0) * 1e3)
         owed += samples[-1]
-        if reference is not None and (not ref or owed >= ref[-1]):
+        if reference is not None and (not ref or owed >= (2 if warm else 1) * ref[-1]):
+            if warm:
+                reference()
+                t1 = timer()
             reference()
             ref.append((timer() - t1) * 1e3)
             owed = 0.0

@@ -102,13 +102,13 @@ def test_reference_is_timed_alongside_and_its_median_reported():
     stats = time_callable(fn, Protocol(warmup_runs=2, warmup_s=0, min_runs=20, min_ref_runs=15, budget_s=60),
                           timer, reference=ref)
     assert stats.median_ms == pytest.approx(1.0) and stats.ref_ms == pytest.approx(4.0)
-    timed_refs = state["ref"] - 2  # two ran in the warm-up
+    timed_refs = (state["ref"] - 2) // 2  # two ran in the warm-up; each timing is a pair
     assert timed_refs >= 15  # convergence waited for enough reference samples
-    # about as much time on the reference as on the op: one reference per four 1 ms samples
-    assert stats.count / timed_refs == pytest.approx(4, abs=1)
+    # about as much time on the reference (two runs a timing) as on the op: a pair per eight 1 ms samples
+    assert stats.count / timed_refs == pytest.approx(8, abs=1)
 
 
-def test_warm_interleave_rewarms_the_op_after_each_reference_and_logs_which_calls_were_timed():
+def test_warm_interleave_rewarms_both_and_logs_which_calls_were_timed():
     order: list[str] = []
     state = {"t": 0.0}
 
@@ -125,17 +125,18 @@ def test_warm_interleave_rewarms_the_op_after_each_reference_and_logs_which_call
                           lambda: state["t"], reference=ref, calls=calls)
     assert len(calls) == order.count("f") and sum(calls) == stats.count
     body = "".join(order)[len("frfr"):]  # after the warm-up (one op and one reference run each)
-    assert "rr" not in body  # the reference is timed once per turn
-    # each untimed op call after the warm-up re-warms the op right after a reference run (or ends the warm-up)
+    # a reference timing is always a pair ...
+    assert "rr" in body and "rrr" not in body and body.count("rr") * 2 == body.count("r")
+    # ... and each untimed op call after the warm-up re-warms the op right after a pair (or ends the warm-up)
     f_at = [i for i, c in enumerate(body) if c == "f"]
     untimed = [i for i, t in zip(f_at, calls[2:], strict=True) if not t]
-    assert untimed[0] == 0 and len(untimed) == body.count("r") + 1
-    assert all(body[i - 1] == "r" for i in untimed[1:])
-    # the old protocol (no re-warm) is still there to compare against
-    calls.clear()
+    assert untimed[0] == 0 and len(untimed) == body.count("rr") + 1
+    assert all(body[i - 2:i] == "rr" for i in untimed[1:])
+    # the old protocol (one timed reference run, no re-warm) is still there to compare against
+    order.clear()
     time_callable(fn, Protocol(warmup_runs=2, warmup_s=0, min_runs=20, min_ref_runs=3, budget_s=60,
-                               warm_interleave=False), lambda: state["t"], reference=ref, calls=calls)
-    assert all(calls[2:])
+                               warm_interleave=False), lambda: state["t"], reference=ref)
+    assert "rr" not in "".join(order)
 
 
 def test_no_reference_no_ref_ms():
