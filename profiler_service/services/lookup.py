@@ -56,6 +56,11 @@ def build_index(session: Session, table_id: str) -> dict[str, str]:
             for key, *values in rows}
 
 
+def join_entries(entries: dict[str, str]) -> str:
+    """The members of a JSON object of ``key -> OpStats`` from pre-rendered fragments (no braces)."""
+    return ",".join(f"{json.dumps(k)}:{v}" for k, v in entries.items())
+
+
 def lookup_body(session: Session, index: LookupIndex, table_id: str, keys: list[str]) -> bytes:
     """The ``LookupResponse`` JSON for ``keys``: found (request order, zero ops at no cost) and missing
     (each once). Malformed keys raise ``Invalid`` naming the first, as before."""
@@ -70,8 +75,7 @@ def lookup_body(session: Session, index: LookupIndex, table_id: str, keys: list[
             found[key] = ZERO_FRAGMENT
         else:
             missing[key] = None
-    body = ",".join(f"{json.dumps(k)}:{v}" for k, v in found.items())
-    return f'{{"found":{{{body}}},"missing":{json.dumps(list(missing))}}}'.encode()
+    return f'{{"found":{{{join_entries(found)}}},"missing":{json.dumps(list(missing))}}}'.encode()
 
 
 def lookup_read(db: Database, index: LookupIndex, table_id: str, keys: list[str]) -> bytes:
