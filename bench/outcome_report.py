@@ -64,6 +64,30 @@ def check_targets(searched: Sequence[dict], randoms: Sequence[dict]) -> list[dic
     return out
 
 
+def noise_figures(accs: dict[str, Sequence[float]]) -> dict[str, float]:
+    """How far the retrain tells nets apart. accs: net -> per-seed accuracies (2+ seeds, 2+ nets).
+
+    -> mean; the seed standard deviation within a net (pooled); the standard deviation of the nets' seed
+    means; ``ratio`` = the latter over the noise of one seed mean. Near 1, ranking nets is mostly seed noise.
+    """
+    seeds = min(len(v) for v in accs.values())
+    means = np.array([np.mean(v) for v in accs.values()])
+    within = float(np.sqrt(np.mean([np.var(v, ddof=1) for v in accs.values()])))
+    between = float(np.std(means, ddof=1))
+    return {"mean": float(means.mean()), "within_sd": within, "between_sd": between,
+            "ratio": between / (within / np.sqrt(seeds)) if within > 0 else float("inf")}
+
+
+def format_noise(randoms: Sequence[dict]) -> str | None:
+    """One line on the random nets' retrain noise, or None with fewer than 2 seeds or nets."""
+    accs = {r["name"]: r["accs"] for r in randoms}
+    if len(accs) < 2 or min(len(v) for v in accs.values()) < 2:
+        return None
+    f = noise_figures(accs)
+    return (f"  retrain noise (random nets): seed sd within a net {100 * f['within_sd']:.2f} points, sd of the "
+            f"nets' means {100 * f['between_sd']:.2f} points, ratio to a seed mean's noise {f['ratio']:.2f}")
+
+
 def format_table(rows: Sequence[dict], randoms: Sequence[dict]) -> str:
     head = (f"{'net':<22} {'budget ms':>9} {'pred ms':>8} {'meas ms':>8} {'meas/bud':>8} {'acc mean':>8} "
             f"{'acc per seed':<16} {'rand<=lat n':>11} {'p75 acc':>8}")

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import local_profiler as lp  # noqa: E402 - bench/ helpers
 import numpy as np  # noqa: E402
-from outcome_report import check_targets, format_table, plot  # noqa: E402
+from outcome_report import check_targets, format_noise, format_table, plot  # noqa: E402
 from retrain_pool import Budget, retrain_all  # noqa: E402
 
 from search_client.latency.fidelity import sample_choices  # noqa: E402
@@ -197,6 +197,8 @@ def report(res: dict) -> bool:
           f"(retrain: {res['retrain']['epochs']} epochs x {res['retrain']['images']} images, "
           f"seeds {res['retrain']['seeds']}; {res['seconds']:.0f} s)")
     print(format_table(res["searched"], res["randoms"]))
+    if noise := format_noise(res["randoms"]):
+        print(noise)
     print("  time: " + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in res["timing"].items()))
     for r in res["searched"]:
         e = r.get("final_epoch") or {}

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from outcome_report import check_targets, format_table, plot, pool_quantile  # noqa: E402
+from outcome_report import check_targets, format_noise, format_table, noise_figures, plot, pool_quantile  # noqa: E402
 from stage_view import format_stages, plot_nets, stage_summary  # noqa: E402
 
 from shared.spaces import get_space  # noqa: E402
@@ -61,6 +61,23 @@ def test_accuracy_compares_only_random_nets_not_slower():
 def test_no_random_net_as_fast_is_not_a_pass():
     res = check_targets([_searched("p25", 0.13, 0.05, 0.99)], RANDOMS)
     assert not res[2]["pass"] and "cannot compare" in res[2]["detail"]
+
+
+def test_noise_figures_separate_seed_noise_from_spread_between_nets():
+    # seeds 4 points apart in each net (sd 0.02 * sqrt 2), means 6 points apart (sd 0.06 / sqrt 2)
+    f = noise_figures({"a": [0.78, 0.82], "b": [0.84, 0.88]})
+    assert f["mean"] == pytest.approx(0.83)
+    assert f["within_sd"] == pytest.approx(0.02 * 2**0.5)
+    assert f["between_sd"] == pytest.approx(0.06 / 2**0.5)
+    assert f["ratio"] == pytest.approx(0.06 / 2**0.5 / 0.02)  # a seed mean's noise: within / sqrt(2 seeds)
+    assert noise_figures({"a": [0.8, 0.84], "b": [0.8, 0.84]})["ratio"] == pytest.approx(0.0)
+
+
+def test_noise_line_needs_two_seeds_and_two_nets():
+    rows = [{"name": "r0", "accs": [0.8, 0.82]}, {"name": "r1", "accs": [0.9, 0.88]}]
+    assert "ratio" in format_noise(rows)
+    assert format_noise(rows[:1]) is None
+    assert format_noise([{"name": "r0", "accs": [0.8]}, {"name": "r1", "accs": [0.9]}]) is None
 
 
 def test_table_and_plot(tmp_path):
