@@ -139,10 +139,13 @@ def test_reinforce_reward_trades_latency_softly_and_punishes_only_over_the_limit
 
 
 def test_a_loose_limit_is_spent_not_left(tiny_config, digits, entries, tmp_path):
-    # max_ms far above what the argmax costs: derive upgrades layers up to the fill ceiling
     res = search(tiny_config(max_ms=80.0, epochs=1), entries=entries, splits=digits)
-    on = derive(res["checkpoint"], tmp_path / "on", onnx=False)["summary"]
-    off = derive(res["checkpoint"], tmp_path / "off", fill=False, onnx=False)["summary"]
+    as_searched = derive(res["checkpoint"], tmp_path / "cfg", onnx=False)["summary"]
+    assert res["predicted_ms"] == pytest.approx(as_searched["predicted_ms"])  # the search reports what derive writes
+    # A limit well above what the argmax costs, wherever this machine's search converged (the search pulls
+    # E[LAT] up to its own limit, so the argmax may sit at it): derive upgrades layers up to the fill ceiling.
+    loose = 1.25 * as_searched["argmax_predicted_ms"]
+    on = derive(res["checkpoint"], tmp_path / "on", max_ms=loose, onnx=False)["summary"]
+    off = derive(res["checkpoint"], tmp_path / "off", max_ms=loose, fill=False, onnx=False)["summary"]
     assert off["fills"] == [] and on["fills"]
-    assert off["predicted_ms"] < on["predicted_ms"] <= on["fill_ceiling_ms"] == pytest.approx(80.0 * 0.95)
-    assert res["predicted_ms"] == pytest.approx(on["predicted_ms"])  # the search reports what derive writes
+    assert off["predicted_ms"] < on["predicted_ms"] <= on["fill_ceiling_ms"] == pytest.approx(loose * 0.95)
