@@ -6,6 +6,8 @@ proxyless-mobile networks with the measurement protocol and print the reference 
 (``ref_ms``); then time three of the networks and the reference alone, back to back. Served figures are
 ``raw * nominal / ref_ms``: where the reference reads slower inside measurements than in the burst while
 the networks read at their alone speed, every served figure is that much under the device's speed.
+Then the same networks are timed again with variants of what runs, untimed, right before each timed
+reference run: one reference run (the protocol's warm pair), three reference runs, the burst's filler.
 
     .venv/bin/python bench/reference_context.py [--resolution 160] [--nets 6] [--rounds 2]
 """
@@ -24,7 +26,7 @@ import numpy as np  # noqa: E402
 
 from profiler_service.measure import nominal as N  # noqa: E402
 from profiler_service.measure.backends import OnnxRuntimeBackend  # noqa: E402
-from profiler_service.measure.protocol import Protocol  # noqa: E402
+from profiler_service.measure.protocol import Protocol, time_callable  # noqa: E402
 from profiler_service.measure.tasks import network_protocol  # noqa: E402
 from shared.arch import build_net, make_arch  # noqa: E402
 from shared.sampling import sample_choices  # noqa: E402
@@ -40,6 +42,19 @@ def alone_ms(run, n: int = 200) -> float:
         run()
         ts.append((time.perf_counter() - t0) * 1e3)
     return float(np.median(ts))
+
+
+def before_timed_reference(ref, untimed, warmup_calls: int):
+    """The reference as ``time_callable`` calls it with the warm pair (an untimed call, then the timed one),
+    but with ``untimed`` run in place of each untimed call after the warm-up's ``warmup_calls``."""
+    calls = [0]
+
+    def call():
+        calls[0] += 1
+        if calls[0] > warmup_calls and (calls[0] - warmup_calls) % 2 == 1:
+            return untimed()
+        return ref()
+    return call
 
 
 def main() -> None:
@@ -70,6 +85,17 @@ def main() -> None:
             print(f"  net {i}: inside a measurement {stats[i].median_ms:.3f} ms, alone {alone:.3f} ms "
                   f"(ratio {stats[i].median_ms / alone:.3f})")
         print(f"  reference alone, back to back: {alone_ms(ref):.3f} ms")
+        protocol_net = network_protocol(protocol)
+        variants = {"1 reference run (the pair)": ref, "3 reference runs": lambda: (ref(), ref(), ref()),
+                    "the burst's filler": filler}
+        for name, untimed in variants.items():
+            got = [time_callable(be.runner(net, shape, f"net{i}"), protocol_net, be.timer,
+                                 reference=before_timed_reference(ref, untimed, protocol_net.warmup_runs))
+                   for i, net in enumerate(nets)]
+            refs = np.array([s.ref_ms for s in got])
+            print(f"  untimed before each timed reference run: {name:<27} reference {np.median(refs):.3f} ms "
+                  f"({100 * (np.median(refs) / burst.median_ms - 1):+.1f}% vs the nominal, spread over nets "
+                  f"{100 * (refs.max() / refs.min() - 1):.1f}%); nets " + " ".join(f"{s.median_ms:.3f}" for s in got))
 
 
 if __name__ == "__main__":
