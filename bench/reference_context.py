@@ -18,7 +18,6 @@ import argparse
 import gc
 import os
 import tempfile
-import time
 
 os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # before onnxruntime/torch start their pools
 
@@ -31,17 +30,6 @@ from profiler_service.measure.tasks import network_protocol  # noqa: E402
 from shared.arch import build_net, make_arch  # noqa: E402
 from shared.sampling import sample_choices  # noqa: E402
 from shared.spaces import get_space  # noqa: E402
-
-
-def alone_ms(run, n: int = 200) -> float:
-    for _ in range(10):
-        run()
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        run()
-        ts.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(ts))
 
 
 def before_timed_reference(ref, untimed, warmup_calls: int):
@@ -65,6 +53,7 @@ def main() -> None:
     args = p.parse_args()
     be = OnnxRuntimeBackend(threads=1, cache_dir=tempfile.mkdtemp())
     protocol = Protocol()
+    alone = Protocol(min_runs=200, drift_reference=False)  # back to back: no reference between the runs
     ref, filler = be.reference(protocol), be.filler(protocol)
     space = get_space("proxyless-mobile", args.resolution, 1.0, 1000)
     shape = (1, 3, args.resolution, args.resolution)
@@ -81,21 +70,25 @@ def main() -> None:
               f"({100 * (np.median(refs) / burst.median_ms - 1):+.1f}% vs the nominal), per net "
               + " ".join(f"{r:.3f}" for r in refs))
         for i in range(min(3, len(nets))):
-            alone = alone_ms(be.runner(nets[i], shape, f"net{i}"))
-            print(f"  net {i}: inside a measurement {stats[i].median_ms:.3f} ms, alone {alone:.3f} ms "
-                  f"(ratio {stats[i].median_ms / alone:.3f})")
-        print(f"  reference alone, back to back: {alone_ms(ref):.3f} ms")
+            alone_ms = time_callable(be.runner(nets[i], shape, f"net{i}"), alone, be.timer).median_ms
+            print(f"  net {i}: inside a measurement {stats[i].median_ms:.3f} ms, alone {alone_ms:.3f} ms "
+                  f"(ratio {stats[i].median_ms / alone_ms:.3f})")
+        print(f"  reference alone, back to back: {time_callable(ref, alone, be.timer).median_ms:.3f} ms")
+        _print_variant("1 reference run (the pair)", stats, burst.median_ms)  # the measurements above
         protocol_net = network_protocol(protocol)
-        variants = {"1 reference run (the pair)": ref, "3 reference runs": lambda: (ref(), ref(), ref()),
-                    "the burst's filler": filler}
+        variants = {"3 reference runs": lambda: (ref(), ref(), ref()), "the burst's filler": filler}
         for name, untimed in variants.items():
             got = [time_callable(be.runner(net, shape, f"net{i}"), protocol_net, be.timer,
                                  reference=before_timed_reference(ref, untimed, protocol_net.warmup_runs))
                    for i, net in enumerate(nets)]
-            refs = np.array([s.ref_ms for s in got])
-            print(f"  untimed before each timed reference run: {name:<27} reference {np.median(refs):.3f} ms "
-                  f"({100 * (np.median(refs) / burst.median_ms - 1):+.1f}% vs the nominal, spread over nets "
-                  f"{100 * (refs.max() / refs.min() - 1):.1f}%); nets " + " ".join(f"{s.median_ms:.3f}" for s in got))
+            _print_variant(name, got, burst.median_ms)
+
+
+def _print_variant(name: str, stats: list, nominal_ms: float) -> None:
+    refs = np.array([s.ref_ms for s in stats])
+    print(f"  untimed before each timed reference run: {name:<27} reference {np.median(refs):.3f} ms "
+          f"({100 * (np.median(refs) / nominal_ms - 1):+.1f}% vs the nominal, spread over nets "
+          f"{100 * (refs.max() / refs.min() - 1):.1f}%); nets " + " ".join(f"{s.median_ms:.3f}" for s in stats))
 
 
 if __name__ == "__main__":
