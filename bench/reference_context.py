@@ -1,20 +1,24 @@
-"""Does the drift reference read the same inside a measurement as in its nominal burst? (issue 11, item 1)
+"""How many untimed runs does each side of the interleave need? (issue 11, item 1)
 
-In one benchmark-like process (onnxruntime, 1 thread, heap frozen): time the nominal burst (the
-reference interleaved with the filler, measure/nominal.py) and print its block medians; measure N random
-proxyless-mobile networks with the measurement protocol and print the reference median each carried
-(``ref_ms``); then time three of the networks and the reference alone, back to back. Served figures are
-``raw * nominal / ref_ms``: where the reference reads slower inside measurements than in the burst while
-the networks read at their alone speed, every served figure is that much under the device's speed.
-Then the same networks are timed again with variants of what runs, untimed, right before each timed
-reference run: one reference run (the protocol's warm pair), three reference runs, the burst's filler.
+Served figures are ``raw * nominal / ref_ms``: the op's median times the reference's nominal (its burst,
+measure/nominal.py) over the reference's median inside the measurement. They are the device's real speed
+when the reference reads inside a measurement as it read in the burst, and the op reads as it does alone.
+The reference and the op evict each other's working set, so each timed reference run follows
+``ref_warm_runs`` untimed ones and the op re-runs ``op_rewarm_runs`` times untimed after them.
+
+In one benchmark-like process (onnxruntime, 1 thread, heap frozen), per round: time N random
+proxyless-mobile networks alone, back to back; then per variant of the two counts, the burst nominal
+and the networks measured with the protocol, printing the reference vs its nominal, the networks' raw
+medians vs alone, and the served figure vs alone (item 1's check: within 3%).
 
     .venv/bin/python bench/reference_context.py [--resolution 160] [--nets 6] [--rounds 2]
+        [--variants 1:1 3:1 3:2 3:3]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import os
 import tempfile
@@ -32,17 +36,9 @@ from shared.sampling import sample_choices  # noqa: E402
 from shared.spaces import get_space  # noqa: E402
 
 
-def before_timed_reference(ref, untimed, warmup_calls: int):
-    """The reference as ``time_callable`` calls it with the warm pair (an untimed call, then the timed one),
-    but with ``untimed`` run in place of each untimed call after the warm-up's ``warmup_calls``."""
-    calls = [0]
-
-    def call():
-        calls[0] += 1
-        if calls[0] > warmup_calls and (calls[0] - warmup_calls) % 2 == 1:
-            return untimed()
-        return ref()
-    return call
+def parse_variant(text: str) -> tuple[int, int]:
+    ref_warm, op_rewarm = (int(v) for v in text.split(":"))
+    return ref_warm, op_rewarm
 
 
 def main() -> None:
@@ -50,45 +46,41 @@ def main() -> None:
     p.add_argument("--resolution", type=int, default=160)
     p.add_argument("--nets", type=int, default=6)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--variants", nargs="+", type=parse_variant, default=["1:1", "3:1", "3:2", "3:3"],
+                   help="REF_WARM:OP_REWARM, untimed reference runs before each timed one : untimed op "
+                        "runs after them")
     args = p.parse_args()
+    variants = [parse_variant(v) if isinstance(v, str) else v for v in args.variants]
     be = OnnxRuntimeBackend(threads=1, cache_dir=tempfile.mkdtemp())
-    protocol = Protocol()
+    ref, filler = be.reference(Protocol()), be.filler(Protocol())
     alone = Protocol(min_runs=200, drift_reference=False)  # back to back: no reference between the runs
-    ref, filler = be.reference(protocol), be.filler(protocol)
     space = get_space("proxyless-mobile", args.resolution, 1.0, 1000)
     shape = (1, 3, args.resolution, args.resolution)
     nets = [build_net(make_arch(space, c)) for c in sample_choices(space, args.nets, seed=11)]
+    runners = [be.runner(net, shape, f"net{i}") for i, net in enumerate(nets)]
     gc.collect()
     gc.freeze()
+    print(f"{args.nets} random proxyless-mobile nets @{args.resolution}, onnxruntime 1 thread; "
+          "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     for rnd in range(args.rounds):
-        burst = N.burst(ref, be.timer, protocol, filler=filler)
-        print(f"round {rnd + 1}: burst nominal (fastest block median) {burst.median_ms:.3f} ms, "
-              f"runs p10-p90 {burst.p10_ms:.3f}-{burst.p90_ms:.3f} ms")
-        stats = [be.measure(net, shape, f"net{i}", network_protocol(protocol)) for i, net in enumerate(nets)]
-        refs = np.array([s.ref_ms for s in stats])
-        print(f"  reference inside network measurements: median {np.median(refs):.3f} ms "
-              f"({100 * (np.median(refs) / burst.median_ms - 1):+.1f}% vs the nominal), per net "
-              + " ".join(f"{r:.3f}" for r in refs))
-        for i in range(min(3, len(nets))):
-            alone_ms = time_callable(be.runner(nets[i], shape, f"net{i}"), alone, be.timer).median_ms
-            print(f"  net {i}: inside a measurement {stats[i].median_ms:.3f} ms, alone {alone_ms:.3f} ms "
-                  f"(ratio {stats[i].median_ms / alone_ms:.3f})")
-        print(f"  reference alone, back to back: {time_callable(ref, alone, be.timer).median_ms:.3f} ms")
-        _print_variant("1 reference run (the pair)", stats, burst.median_ms)  # the measurements above
-        protocol_net = network_protocol(protocol)
-        variants = {"3 reference runs": lambda: (ref(), ref(), ref()), "the burst's filler": filler}
-        for name, untimed in variants.items():
-            got = [time_callable(be.runner(net, shape, f"net{i}"), protocol_net, be.timer,
-                                 reference=before_timed_reference(ref, untimed, protocol_net.warmup_runs))
-                   for i, net in enumerate(nets)]
-            _print_variant(name, got, burst.median_ms)
-
-
-def _print_variant(name: str, stats: list, nominal_ms: float) -> None:
-    refs = np.array([s.ref_ms for s in stats])
-    print(f"  untimed before each timed reference run: {name:<27} reference {np.median(refs):.3f} ms "
-          f"({100 * (np.median(refs) / nominal_ms - 1):+.1f}% vs the nominal, spread over nets "
-          f"{100 * (refs.max() / refs.min() - 1):.1f}%); nets " + " ".join(f"{s.median_ms:.3f}" for s in stats))
+        alone_ms = np.array([time_callable(r, alone, be.timer).median_ms for r in runners])
+        ref_alone = time_callable(ref, alone, be.timer).median_ms
+        print(f"round {rnd + 1}: nets alone " + " ".join(f"{a:.3f}" for a in alone_ms)
+              + f" ms; reference alone {ref_alone:.3f} ms")
+        for ref_warm, op_rewarm in variants:
+            protocol = dataclasses.replace(Protocol(), ref_warm_runs=ref_warm, op_rewarm_runs=op_rewarm)
+            nominal = N.burst(ref, be.timer, protocol, filler=filler).median_ms
+            stats = [time_callable(r, network_protocol(protocol), be.timer, reference=ref) for r in runners]
+            refs = np.array([s.ref_ms for s in stats])
+            raw = np.array([s.median_ms for s in stats])
+            served = raw * nominal / refs
+            err = 100 * (served / alone_ms - 1)
+            ref_off = 100 * (np.median(refs) / nominal - 1)
+            print(f"  {ref_warm}:{op_rewarm}  nominal {nominal:.3f}  reference {ref_off:+5.1f}%"
+                  f" (spread {100 * (refs.max() / refs.min() - 1):4.1f}%)  raw/alone "
+                  f"{100 * (np.mean(raw / alone_ms) - 1):+5.1f}%  served/alone {np.mean(err):+5.1f}% mean, "
+                  f"{int(np.sum(np.abs(err) <= 3))}/{len(err)} within 3% ["
+                  + " ".join(f"{e:+.1f}" for e in err) + "]", flush=True)
 
 
 if __name__ == "__main__":

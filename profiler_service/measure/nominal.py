@@ -39,15 +39,15 @@ def burst(reference: Callable[[], object], timer: Callable[[], float], protocol:
     """Time the reference; ``median_ms`` is the quiet-speed estimate, the rest describe the burst.
 
     With ``filler`` (a small network standing in for the op being measured), every timed reference run
-    sits where it sits inside a measurement (``protocol.time_callable``): after other work worth
-    about twice its time (once with the cold interleave), and after an untimed reference run with the
-    warm one. The correction divides by the reference timed that way, so its nominal must be read that
+    sits where it sits inside a measurement (``protocol.time_callable``): after other work worth the
+    time of its untimed and timed runs, then after ``protocol.ref_warm_runs`` untimed reference runs.
+    The correction divides by the reference timed that way, so its nominal must be read that
     way too: timed back to back, the reference ran ~5% faster than interleaved even on a quiet machine,
     and every served figure came out ~5% under the device's speed (README "Latency fidelity").
     """
     for _ in range(WARMUP_RUNS):
         reference()
-    share = 2.0 if protocol.warm_interleave else 1.0
+    share = 1.0 + protocol.ref_warm_runs
     samples: list[float] = []
     for _ in range(BLOCKS * BLOCK_RUNS):
         if filler is not None:
@@ -58,7 +58,7 @@ def burst(reference: Callable[[], object], timer: Callable[[], float], protocol:
                 spent += (timer() - t0) * 1e3
                 if spent >= due:
                     break
-            if protocol.warm_interleave:
+            for _ in range(protocol.ref_warm_runs):
                 reference()
         t0 = timer()
         reference()

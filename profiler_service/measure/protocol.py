@@ -37,15 +37,16 @@ class Protocol:
     retry_wait_s: float = 1.0
     # The drift reference (measure/reference.py) is timed between samples and its median returned as
     # ref_ms, the device's speed meanwhile. It runs once the op's samples since its last run add up to
-    # twice its duration, and at least min_ref_runs times. With warm_interleave each reference timing is
-    # a pair (an untimed run, then the timed one) and the op runs once untimed after it: each evicts the
-    # other's working set from the caches, and measured on this VM that cost a 0.3 ms network +7-14% on
-    # its median and the reference +2-4% against its burst (nominal) speed, by amounts that depend on the
-    # sizes involved, i.e. a bias the calibration cannot take out. Warm, both read their burst speed.
+    # its runs' duration (1 + ref_warm_runs of them), and at least min_ref_runs times. Each timed reference
+    # run follows ref_warm_runs untimed ones, and the op then runs op_rewarm_runs times untimed: each
+    # evicts the other's working set. Measured on these VMs (bench/reference_context.py), one untimed run
+    # was not enough for the reference after a 160 px network: it read 4-12% over its nominal, so every
+    # served network came out that much under the device's speed; after three it read -1..+1%. A 0.3 ms
+    # network timed right after the reference, not re-warmed, read +7-14%. 0 and 0 is the cold interleave.
     drift_reference: bool = True
     min_ref_runs: int = 15
-    warm_interleave: bool = True
-
+    ref_warm_runs: int = 3
+    op_rewarm_runs: int = 1
 
 def median_ci_halfwidth(sorted_ms: np.ndarray) -> float:
     """Half-width of the distribution-free 95% CI of the median (binomial order statistics)."""
@@ -58,11 +59,25 @@ def median_ci_halfwidth(sorted_ms: np.ndarray) -> float:
     return float(sorted_ms[hi] - sorted_ms[lo]) / 2
 
 
-def summarize(samples_ms: list[float] | np.ndarray, ref_ms: list[float] | None = None) -> OpStats:
+def summarize(samples_ms: list[float] | np.ndarray, ref_ms: list[float] | None = None,
+              paired: list[int] | None = None) -> OpStats:
+    """Statistics of the samples; ``ref_ms`` is the reference's median, or with ``paired`` (for each sample,
+    the index of the reference run timed next to it) the reference the samples were timed against:
+    ``median(samples) / median(sample_i / ref[paired_i])``. On a host whose speed switches between two
+    modes every few seconds (seen on these VMs: a reference at 4.2 ms for a few seconds, 6.1 ms for the
+    next ten), the op's median and the reference's median may land in different modes, a 40% error; the
+    median of each sample over the reference beside it does not mix the modes. On a steady host the two
+    readings agree."""
     a = np.asarray(samples_ms, dtype=np.float64)
-    return OpStats(median_ms=float(np.median(a)), mean_ms=float(a.mean()), std_ms=float(a.std(ddof=1)) if len(a) > 1
+    median = float(np.median(a))
+    ref = None
+    if ref_ms:
+        ref = float(np.median(ref_ms))
+        if paired is not None and min(ref_ms) > 0:
+            ref = median / float(np.median(a / np.asarray(ref_ms, dtype=np.float64)[np.asarray(paired)]))
+    return OpStats(median_ms=median, mean_ms=float(a.mean()), std_ms=float(a.std(ddof=1)) if len(a) > 1
                    else 0.0, p10_ms=float(np.percentile(a, 10)), p90_ms=float(np.percentile(a, 90)),
-                   count=len(a), ref_ms=float(np.median(ref_ms)) if ref_ms else None)
+                   count=len(a), ref_ms=ref)
 
 
 def _converged(samples: list[float], protocol: Protocol) -> bool:
@@ -120,12 +135,14 @@ def _time_loop(fn: Callable[[], object], protocol: Protocol, timer: Callable[[],
             break
     samples: list[float] = []
     ref: list[float] = []
+    paired: list[int] = []  # per sample, the reference run timed next to it (the one before; the first's after)
     deadline = time.perf_counter() + protocol.budget_s
     next_check = protocol.min_runs
     owed = 0.0  # fn time since the last reference run, in ms
-    warm = protocol.warm_interleave
-    if reference is not None and warm:
-        run(False)  # the warm-up ended on a reference run
+    ref_runs = 1 + protocol.ref_warm_runs
+    if reference is not None:
+        for _ in range(protocol.op_rewarm_runs):  # the warm-up ended on a reference run
+            run(False)
     while len(samples) < protocol.max_runs:
         if before is not None:
             before()
@@ -133,15 +150,16 @@ def _time_loop(fn: Callable[[], object], protocol: Protocol, timer: Callable[[],
         run(True)
         t1 = timer()
         samples.append((t1 - t0) * 1e3)
+        paired.append(max(len(ref) - 1, 0))
         owed += samples[-1]
-        if reference is not None and (not ref or owed >= (2 if warm else 1) * ref[-1]):
-            if warm:
+        if reference is not None and (not ref or owed >= ref_runs * ref[-1]):
+            for _ in range(protocol.ref_warm_runs):
                 reference()
-                t1 = timer()
+            t1 = timer()
             reference()
             ref.append((timer() - t1) * 1e3)
             owed = 0.0
-            if warm:
+            for _ in range(protocol.op_rewarm_runs):
                 if before is not None:
                     before()
                 run(False)
@@ -154,7 +172,7 @@ def _time_loop(fn: Callable[[], object], protocol: Protocol, timer: Callable[[],
         # The budget bounds a slow op (never fewer than 5 samples, so a median exists).
         if n >= 5 and time.perf_counter() >= deadline:
             break
-    return summarize(samples, ref)
+    return summarize(samples, ref, paired)
 
 
 def spread(stats: OpStats) -> float:

@@ -25,18 +25,18 @@ def _clock():
     return state, (lambda: state["t"]), work("r", 4.0), work("f", 0.5)
 
 
-@pytest.mark.parametrize("warm", [True, False])
-def test_each_timed_reference_run_follows_filler_work_as_inside_a_measurement(warm):
+@pytest.mark.parametrize("warm_runs", [3, 1, 0])
+def test_each_timed_reference_run_follows_filler_work_as_inside_a_measurement(warm_runs):
     state, timer, ref, fill = _clock()
-    stats = burst(ref, timer, Protocol(warm_interleave=warm), filler=fill)
+    stats = burst(ref, timer, Protocol(ref_warm_runs=warm_runs), filler=fill)
     assert stats.count == BLOCKS * BLOCK_RUNS and stats.median_ms == pytest.approx(4.0)
     body = "".join(state["log"])[WARMUP_RUNS:]
     groups = body.split("f")  # what runs between filler runs: "", or the reference run(s)
     refs = [g for g in groups if g]
-    assert all(g == ("rr" if warm else "r") for g in refs)  # a pair (untimed + timed) when warm
-    # after the first, each timed run follows filler worth twice (warm) / once (cold) a reference run
+    assert all(g == "r" * (1 + warm_runs) for g in refs)  # the untimed reference runs, then the timed one
+    # after the first, each timed run follows filler worth the reference's runs (untimed + timed)
     fills = [len(run) for run in body.split("r") if run][1:]
-    assert min(fills) == (16 if warm else 8)
+    assert min(fills) == 8 * (1 + warm_runs)
 
 
 def test_without_filler_the_burst_is_back_to_back():
