@@ -48,6 +48,7 @@ class Protocol:
     ref_warm_runs: int = 3
     op_rewarm_runs: int = 1
 
+
 def median_ci_halfwidth(sorted_ms: np.ndarray) -> float:
     """Half-width of the distribution-free 95% CI of the median (binomial order statistics)."""
     n = len(sorted_ms)
