@@ -6,7 +6,6 @@ import gc
 import json
 import os
 import sys
-import time
 
 
 def _die_with_parent() -> None:
@@ -35,7 +34,6 @@ def main() -> None:
         out.write(json.dumps([kind, label, payload]) + "\n")
 
     from profiler_service.measure.backends import get_backend
-    from profiler_service.measure.nominal import LABEL
     from profiler_service.measure.protocol import Protocol
     from profiler_service.measure.tasks import measure_task
 
@@ -49,18 +47,13 @@ def main() -> None:
     # every collection (a full one walked them all in 100-200 ms; timing itself runs with gc off).
     gc.collect()
     gc.freeze()
-    last_burst = None  # with a nominal burst first, it is re-timed every protocol.nominal_every_s
     for task in job["tasks"]:
-        due = last_burst is not None and time.monotonic() - last_burst >= protocol.nominal_every_s
-        for todo in ([["reference", LABEL]] if due else []) + [task]:
-            try:
-                stats = measure_task(backend, todo, job["batch"], protocol)
-            except Exception as e:  # noqa: BLE001
-                send("error", todo[1], f"{type(e).__name__}: {e}")
-                return
-            send("result", todo[1], stats.model_dump())
-            if todo[0] == "reference":
-                last_burst = time.monotonic()
+        try:
+            stats = measure_task(backend, task, job["batch"], protocol)
+        except Exception as e:  # noqa: BLE001
+            send("error", task[1], f"{type(e).__name__}: {e}")
+            return
+        send("result", task[1], stats.model_dump())
         gc.freeze()  # what this task loaded (modules, sessions, caches) stays for the next ones too
     send("done", None, None)
 

@@ -47,10 +47,6 @@ class Protocol:
     min_ref_runs: int = 15
     ref_warm_runs: int = 3
     op_rewarm_runs: int = 1
-    # A job that starts with the nominal burst (measure/nominal.py) re-times it between tasks every
-    # nominal_every_s, and the store keeps the quietest. One start-up burst (~7 s) on a host that switches
-    # between speed modes every few seconds read nominals up to 27% apart in two fresh services.
-    nominal_every_s: float = 60.0
 
 
 def median_ci_halfwidth(sorted_ms: np.ndarray) -> float:

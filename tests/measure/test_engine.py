@@ -82,17 +82,6 @@ def test_runner_streams_results_from_child(tmp_path):
     assert list(got) == keys
 
 
-def test_a_job_with_a_nominal_burst_re_times_it_between_tasks(tmp_path):
-    keys = ["Conv-input:32x32x3-output:16x16x16", "Logits-input:4x4x64-output:10"]
-    got, bursts = {}, []
-    for every_s, want in ((0.0, 1 + len(keys)), (3600.0, 1)):  # due before every task / only the first
-        bursts.clear()
-        assert measure_ops(keys, backend="onnxruntime", threads=1, batch=1, protocol=Protocol(
-            budget_s=0.2, warmup_runs=2, warmup_s=0.0, min_runs=10, min_ref_runs=3, nominal_every_s=every_s),
-            cache_dir=tmp_path, on_result=got.__setitem__, on_nominal=bursts.append)
-        assert len(bursts) == want and all(b.median_ms > 0 for b in bursts) and list(got) == keys
-
-
 def test_runner_network(tmp_path):
     space = get_space("proxyless-mobile", 32, 0.35, 10)
     arch = make_arch(space, [layer.candidates[0] for layer in space.layers])
