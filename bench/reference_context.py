@@ -46,11 +46,10 @@ def main() -> None:
     p.add_argument("--resolution", type=int, default=160)
     p.add_argument("--nets", type=int, default=6)
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--variants", nargs="+", type=parse_variant, default=["1:1", "3:1", "3:2", "3:3"],
+    p.add_argument("--variants", nargs="+", type=parse_variant, default=[(1, 1), (3, 1), (3, 2), (3, 3)],
                    help="REF_WARM:OP_REWARM, untimed reference runs before each timed one : untimed op "
                         "runs after them")
     args = p.parse_args()
-    variants = [parse_variant(v) if isinstance(v, str) else v for v in args.variants]
     be = OnnxRuntimeBackend(threads=1, cache_dir=tempfile.mkdtemp())
     ref, filler = be.reference(Protocol()), be.filler(Protocol())
     alone = Protocol(min_runs=200, drift_reference=False)  # back to back: no reference between the runs
@@ -67,7 +66,7 @@ def main() -> None:
         ref_alone = time_callable(ref, alone, be.timer).median_ms
         print(f"round {rnd + 1}: nets alone " + " ".join(f"{a:.3f}" for a in alone_ms)
               + f" ms; reference alone {ref_alone:.3f} ms")
-        for ref_warm, op_rewarm in variants:
+        for ref_warm, op_rewarm in args.variants:
             protocol = dataclasses.replace(Protocol(), ref_warm_runs=ref_warm, op_rewarm_runs=op_rewarm)
             nominal = N.burst(ref, be.timer, protocol, filler=filler).median_ms
             stats = [time_callable(r, network_protocol(protocol), be.timer, reference=ref) for r in runners]

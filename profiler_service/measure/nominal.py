@@ -47,11 +47,10 @@ def burst(reference: Callable[[], object], timer: Callable[[], float], protocol:
     """
     for _ in range(WARMUP_RUNS):
         reference()
-    share = 1.0 + protocol.ref_warm_runs
     samples: list[float] = []
     for _ in range(BLOCKS * BLOCK_RUNS):
         if filler is not None:
-            spent, due = 0.0, share * (samples[-1] if samples else 0.0)
+            spent, due = 0.0, protocol.ref_runs * (samples[-1] if samples else 0.0)
             while True:
                 t0 = timer()
                 filler()

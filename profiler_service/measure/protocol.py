@@ -48,6 +48,11 @@ class Protocol:
     ref_warm_runs: int = 3
     op_rewarm_runs: int = 1
 
+    @property
+    def ref_runs(self) -> int:
+        """Reference runs per timed one (the untimed warm runs and the timed run)."""
+        return 1 + self.ref_warm_runs
+
 
 def median_ci_halfwidth(sorted_ms: np.ndarray) -> float:
     """Half-width of the distribution-free 95% CI of the median (binomial order statistics)."""
@@ -140,7 +145,6 @@ def _time_loop(fn: Callable[[], object], protocol: Protocol, timer: Callable[[],
     deadline = time.perf_counter() + protocol.budget_s
     next_check = protocol.min_runs
     owed = 0.0  # fn time since the last reference run, in ms
-    ref_runs = 1 + protocol.ref_warm_runs
     if reference is not None:
         for _ in range(protocol.op_rewarm_runs):  # the warm-up ended on a reference run
             run(False)
@@ -153,7 +157,7 @@ def _time_loop(fn: Callable[[], object], protocol: Protocol, timer: Callable[[],
         samples.append((t1 - t0) * 1e3)
         paired.append(max(len(ref) - 1, 0))
         owed += samples[-1]
-        if reference is not None and (not ref or owed >= ref_runs * ref[-1]):
+        if reference is not None and (not ref or owed >= protocol.ref_runs * ref[-1]):
             for _ in range(protocol.ref_warm_runs):
                 reference()
             t1 = timer()
