@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 from profiler_service.measure import nominal as N  # noqa: E402
 from profiler_service.measure.backends import OnnxRuntimeBackend  # noqa: E402
 from profiler_service.measure.protocol import Protocol, time_callable  # noqa: E402
+from profiler_service.measure.reference import name_for, reference_module  # noqa: E402
 from profiler_service.measure.tasks import network_protocol  # noqa: E402
 from shared.arch import build_net, make_arch  # noqa: E402
 from shared.sampling import sample_choices  # noqa: E402
@@ -48,12 +49,11 @@ def parse_variant(text: str) -> tuple[int, int]:
 
 
 def matched_reference(be: OnnxRuntimeBackend, space_name: str, resolution: int):
-    """The measured space's own network of one mid-size op everywhere (3x3_MBConv3, or 3x3_SepConv in the
-    CIFAR space) at the networks' resolution, as a reference."""
-    space = get_space(space_name, resolution, 1.0)
-    choices = [next(c for c in ("3x3_MBConv3", "3x3_SepConv") if c in layer.candidates) for layer in space.layers]
-    module = build_net(make_arch(space, choices))
-    return be.runner(module, (1, 3, resolution, resolution), f"matched-reference:{space_name}@{resolution}")
+    """The reference the service times a job of this space and resolution against (measure/reference.py):
+    the space's own network of one mid-size op everywhere."""
+    name = name_for(space_name, resolution, 1.0)
+    module, shape = reference_module(name)
+    return be.runner(module, shape, f"reference:{name}")
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from profiler_service.db.engine import Database
 from profiler_service.db.models import Table
+from profiler_service.measure.reference import NAME as DEFAULT_REFERENCE
 from profiler_service.services import drift as D
 from profiler_service.services import networks as N
 from profiler_service.services import queue as Q
@@ -47,8 +48,8 @@ class Worker:
         self.id = Q.new_worker_id()
         self.on_op_measured = on_op_measured
         self._current_job: str | None = None
-        # (backend, threads) -> when this worker last timed the reference alone (the quiet nominal)
-        self._nominal_at: dict[tuple[str, int], float] = {}
+        # (backend, threads, reference) -> when this worker last timed that reference alone (its nominal)
+        self._nominal_at: dict[tuple[str, int, str], float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         LIVE_WORKERS[self.id] = None
@@ -184,30 +185,38 @@ class Worker:
             return last[1]
         return check
 
+    @staticmethod
+    def reference(params: dict) -> str:
+        """The drift reference a job is timed against (measure/reference.py): the one matched to its space,
+        set when it was queued; a job queued before references were matched uses the default."""
+        return params.get("reference", DEFAULT_REFERENCE)
+
     def _engine_args(self, params: dict) -> dict:
         return {"backend": params["backend"], "threads": int(params["threads"]),
                 "batch": int(params["batch"]), "protocol": self.settings.protocol,
-                "cache_dir": self.settings.cache_dir, "on_nominal": self._nominal_hook(params)}
+                "cache_dir": self.settings.cache_dir, "on_nominal": self._nominal_hook(params),
+                "reference": self.reference(params)}
 
     def _nominal_hook(self, params: dict) -> Callable[[OpStats], None] | None:
-        """Before this worker's first job on a configuration (and hourly), the child times the reference
-        alone and the quiet-speed estimate goes to the store (services/drift.py), ahead of any result."""
-        cfg = (params["backend"], int(params["threads"]))
+        """Before this worker's first job on a configuration and reference (and hourly), the child times
+        the reference alone and the quiet-speed estimate goes to the store (services/drift.py), ahead of
+        any result."""
+        cfg = (params["backend"], int(params["threads"]), self.reference(params))
         last = self._nominal_at.get(cfg)
         if last is not None and time.monotonic() - last < self.settings.nominal_refresh_s:
             return None
 
         def on_nominal(stats: OpStats) -> None:
             with self.db.session() as s:
-                row = D.record_quiet(s, self.device_id, cfg[0], cfg[1], stats.median_ms)
-                log.info("nominal %s/%d threads: burst %.3f ms -> nominal %.3f ms (v%d)", cfg[0], cfg[1],
+                row = D.record_quiet(s, self.device_id, cfg[0], cfg[1], stats.median_ms, reference=cfg[2])
+                log.info("nominal %s/%d threads/%s: burst %.3f ms -> nominal %.3f ms (v%d)", *cfg,
                          stats.median_ms, row.nominal_ms, row.version)
             self._nominal_at[cfg] = time.monotonic()
         return on_nominal
 
     def _to_nominal(self, session, stats: OpStats, params: dict) -> OpStats:
         return D.normalise(session, stats, device_id=self.device_id, backend=params["backend"],
-                           threads=int(params["threads"]))
+                           threads=int(params["threads"]), reference=self.reference(params))
 
     def _after_engine(self, job_id: str, completed: bool) -> None:
         def act(s) -> None:
@@ -244,7 +253,7 @@ class Worker:
                     return
                 table = s.get(Table, table_id)
                 stats = self._to_nominal(s, stats, params)
-                T.upsert_measurements(s, table, {key: stats}, job_id=job_id)
+                T.upsert_measurements(s, table, {key: stats}, job_id=job_id, reference=self.reference(params))
             measured.add(key)
             done[0] += 1
             if self.on_op_measured:
@@ -288,5 +297,5 @@ class Worker:
             if net is None:
                 raise RuntimeError(f"network job {job_id} has no network row")
             if Q.add_progress(s, job_id, worker_id=self.id):  # not after a cancel
-                N.store_measured(s, net, self._to_nominal(s, stats, params))
+                N.store_measured(s, net, self._to_nominal(s, stats, params), self.reference(params))
         self._after_engine(job_id, completed=True)

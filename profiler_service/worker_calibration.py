@@ -34,7 +34,7 @@ def run_calibration(worker: Worker, job_id: str) -> None:
     def on_result(net_id: str, stats: OpStats) -> None:
         with worker.db.session() as s:
             net = N.get_network(s, net_id)
-            N.store_measured(s, net, worker._to_nominal(s, stats, params))
+            N.store_measured(s, net, worker._to_nominal(s, stats, params), worker.reference(params))
             Q.add_progress(s, job_id)
 
     if todo:

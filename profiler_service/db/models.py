@@ -90,6 +90,7 @@ class Measurement(Base):
     count: Mapped[int]
     ref_ms: Mapped[float | None] = mapped_column(Float)  # the drift reference timed with it (raw)
     nominal_ms: Mapped[float | None] = mapped_column(Float)  # the nominal the figures are scaled to
+    reference: Mapped[str | None] = mapped_column(String(100))  # whose nominal: the drift reference's name
     # The job that last wrote this row: a resumed job skips what it already stored.
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
     measured_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -133,6 +134,7 @@ class Network(Base):
     count: Mapped[int | None]
     ref_ms: Mapped[float | None] = mapped_column(Float)
     nominal_ms: Mapped[float | None] = mapped_column(Float)
+    reference: Mapped[str | None] = mapped_column(String(100))
     predicted_ms: Mapped[float | None] = mapped_column(Float)
     missing: Mapped[list[Any]] = mapped_column(default=list)
     error: Mapped[str | None] = mapped_column(Text)

@@ -23,8 +23,8 @@ from torch import nn
 
 from profiler_service.measure.context import OUTPUT, InNetwork, op_kernel_ms
 from profiler_service.measure.protocol import Protocol, settled, summarize, time_callable
-from profiler_service.measure.reference import FILLER_RESOLUTION, reference_module
-from profiler_service.measure.reference import NAME as REFERENCE_NAME
+from profiler_service.measure.reference import FILLER_RESOLUTION, filler_module, reference_module
+from profiler_service.measure.reference import NAME as DEFAULT_REFERENCE
 from shared.ops import build_op
 from shared.schemas import OpStats
 from shared.specs import OpSpec
@@ -35,27 +35,30 @@ OPSET = 17
 class Backend(ABC):
     name: str
 
-    def __init__(self, *, threads: int, cache_dir: str | Path):
+    def __init__(self, *, threads: int, cache_dir: str | Path, reference: str = DEFAULT_REFERENCE):
         self.threads = threads
         self.cache_dir = Path(cache_dir)
-        self._reference: Callable[[], object] | None = None
+        self.reference_name = reference  # which drift reference (measure/reference.py) this job times
+        self._references: dict[str, Callable[[], object]] = {}
         torch.set_num_threads(threads)
 
     def reference(self, protocol: Protocol) -> Callable[[], object] | None:
-        """The drift reference's runner on this backend (built once), or None when the protocol has none."""
+        """The drift reference's runner on this backend (built once per name), or None when the protocol
+        has none."""
         if not protocol.drift_reference:
             return None
-        if self._reference is None:
-            module, shape = reference_module()
-            self._reference = self.runner(module, shape, f"reference:{REFERENCE_NAME}")
-        return self._reference
+        name = self.reference_name
+        if name not in self._references:
+            module, shape = reference_module(name)
+            self._references[name] = self.runner(module, shape, f"reference:{name}")
+        return self._references[name]
 
     def filler(self, protocol: Protocol) -> Callable[[], object] | None:
-        """The nominal burst's stand-in for a measured op: the reference's blocks at a small input."""
+        """The nominal burst's stand-in for a measured op: the default reference's blocks at a small input."""
         if not protocol.drift_reference:
             return None
-        module, shape = reference_module(FILLER_RESOLUTION)
-        return self.runner(module, shape, f"reference-filler:{REFERENCE_NAME}@{FILLER_RESOLUTION}")
+        module, shape = filler_module()
+        return self.runner(module, shape, f"reference-filler:{DEFAULT_REFERENCE}@{FILLER_RESOLUTION}")
 
     @abstractmethod
     def runner(self, module: nn.Module, input_shape: tuple[int, ...], cache_key: str) -> Callable[[], object]:
@@ -186,7 +189,7 @@ def available_backends() -> list[str]:
     return names
 
 
-def get_backend(name: str, *, threads: int, cache_dir: str | Path) -> Backend:
+def get_backend(name: str, *, threads: int, cache_dir: str | Path, reference: str = DEFAULT_REFERENCE) -> Backend:
     if name not in available_backends():
         raise ValueError(f"backend {name!r} is not available here; available: {available_backends()}")
-    return BACKENDS[name](threads=threads, cache_dir=cache_dir)
+    return BACKENDS[name](threads=threads, cache_dir=cache_dir, reference=reference)

@@ -35,10 +35,14 @@ def main() -> None:
 
     from profiler_service.measure.backends import get_backend
     from profiler_service.measure.protocol import Protocol
+    from profiler_service.measure.reference import NAME, parse
     from profiler_service.measure.tasks import measure_task
 
     try:
-        backend = get_backend(job["backend"], threads=job["threads"], cache_dir=job["cache_dir"])
+        reference = job.get("reference", NAME)
+        parse(reference)  # an unknown name fails the job before any timing
+        backend = get_backend(job["backend"], threads=job["threads"], cache_dir=job["cache_dir"],
+                              reference=reference)
     except Exception as e:  # noqa: BLE001 - reported to the parent, which owns error handling
         send("error", None, f"{type(e).__name__}: {e}")
         return

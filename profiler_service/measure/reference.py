@@ -4,39 +4,79 @@ On a shared or virtual machine the clock speed a process gets moves by 20-40% ov
 (measured here: one network's per-second median ranged 5.3..9.4 ms over 90 s, CV 9-16%), so an op
 timed at one moment and a network timed a minute later disagree by more than the table's model error.
 The ratio of two workloads timed interleaved is far steadier (two networks: CV 1.1%). So every
-measurement also times this reference and reports its median as ``ref_ms``; the worker scales each
-result to the device's nominal speed (``nominal_ms / ref_ms``, see ``profiler_service.drift``).
+measurement also times a reference and reports its median as ``ref_ms``; the worker scales each
+result to that reference's nominal speed (``nominal_ms / ref_ms``, see ``services/drift.py``).
 
-The reference is a whole network of the ops we time (a mobile-space net of 3x3 MBConv3 blocks at
-160 px, ~4 ms on a CPU core), so it slows down the way our ops do: the same kernels and layout
-reorders, and a working set as large as a mid-resolution network's. The slow-down is not uniform:
-in one slow stretch a 96 px reference slowed by 33% while a 160 px network slowed by 45%, so a
-reference much smaller than the measured networks under-corrects.
+A reference is a whole network of the measured space: one mid-size op in every searchable layer
+(3x3 MBConv3 in the mobile space, 3x3 SepConv in the CIFAR one), so it slows down the way that
+space's ops do: the same kernels and layout reorders, and a working set of the same size. The
+slow-down is not uniform across sizes: in one slow stretch a 96 px reference slowed by 33% while a
+160 px network slowed by 45%; with neighbours loading the memory system a 160 px reference slowed by
+6% while 0.3 ms CIFAR nets did not (bench/reference_context.py: against a reference of their own space
+and resolution, 24/24 nets within 3% of their speed alone, against the 160 px one 17/24). So a job
+that names its space (a profile of a space, a network, a calibration) is timed against the *matched*
+reference of that space, resolution and width; a list of bare keys against the default one.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from torch import nn
 
-# Part of the device fingerprint: change it, change the device. It names how the reference is timed too
-# ("warm3": three untimed runs before each timed one, measure/protocol.py), since a nominal read one way
-# does not scale a reference read another (a pair read it 4-12% slower after a 160 px network).
+# A name says how the reference is built and timed ("warm3": three untimed runs before each timed one,
+# measure/protocol.py), since a nominal read one way does not scale a reference read another (a pair
+# read it 4-12% slower after a 160 px network). Stored with every nominal and every scaled figure.
 NAME = "proxyless-mobile@160/3x3_MBConv3/warm3"
 RESOLUTION = 160
-
+_WARM = "warm3"
+# The op each space's reference repeats: mid-size among its candidates, in every layer of the space.
+_OPS = {"proxyless-mobile": "3x3_MBConv3", "proxyless-cifar": "3x3_SepConv"}
+_PATTERN = re.compile(r"^(?P<space>[a-z0-9-]+)@(?P<res>\d+)(?:x(?P<width>\d+(?:\.\d+)?))?/(?P<op>[A-Za-z0-9_]+)/"
+                      + _WARM + "$")
 
 FILLER_RESOLUTION = 64  # the nominal burst's stand-in for a measured op (measure/nominal.py): ~0.5 ms
 
 
-def reference_module(resolution: int = RESOLUTION) -> tuple[nn.Module, tuple[int, ...]]:
-    """The reference network (or, at another resolution, the burst's filler) and its input shape."""
-    # imported here: the worker reads NAME without pulling in torch
+def name_for(space: str | None, resolution: int | None = None, width_mult: float | None = None) -> str:
+    """The reference matched to a space at a resolution and width (the default one without a space)."""
+    if space is None or space not in _OPS:
+        return NAME
+    from shared.spaces import SPACES
+
+    defaults = SPACES[space].defaults
+    res = int(resolution if resolution is not None else defaults["resolution"])
+    width = float(width_mult if width_mult is not None else defaults["width_mult"])
+    tail = "" if width == 1.0 else f"x{width:g}"
+    return f"{space}@{res}{tail}/{_OPS[space]}/{_WARM}"
+
+
+def parse(name: str) -> tuple[str, int, float, str]:
+    """(space, resolution, width_mult, op) of a reference name; ValueError for a name we never build."""
+    m = _PATTERN.match(name)
+    if m is None or _OPS.get(m["space"]) != m["op"]:
+        raise ValueError(f"unknown drift reference {name!r}; references look like {NAME!r}")
+    return m["space"], int(m["res"]), float(m["width"] or 1.0), m["op"]
+
+
+def reference_module(name: str = NAME) -> tuple[nn.Module, tuple[int, ...]]:
+    """The named reference network and its input shape."""
+    space, resolution, width, op = parse(name)
+    return _net(space, resolution, width, op)
+
+
+def filler_module() -> tuple[nn.Module, tuple[int, ...]]:
+    """The nominal burst's stand-in for a measured op: the default reference's blocks at a small input."""
+    return _net("proxyless-mobile", FILLER_RESOLUTION, 1.0, _OPS["proxyless-mobile"])
+
+
+def _net(space_name: str, resolution: int, width: float, op: str) -> tuple[nn.Module, tuple[int, ...]]:
+    # imported here: the worker reads names without pulling in torch
     from shared.arch import build_net, make_arch
     from shared.spaces import get_space
 
-    space = get_space("proxyless-mobile", resolution, 1.0, 1000)
-    choices = ["3x3_MBConv3"] * len(space.layers)
+    space = get_space(space_name, resolution, width)
+    choices = [op if op in layer.candidates else layer.candidates[0] for layer in space.layers]
     return build_net(make_arch(space, choices)), (1, 3, resolution, resolution)

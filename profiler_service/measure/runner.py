@@ -19,6 +19,7 @@ from pathlib import Path
 from profiler_service.measure.backends import available_backends
 from profiler_service.measure.nominal import LABEL as NOMINAL_LABEL
 from profiler_service.measure.protocol import Protocol
+from profiler_service.measure.reference import NAME as DEFAULT_REFERENCE
 from shared.schemas import OpStats
 
 __all__ = ["MeasureError", "available_backends", "measure_network", "measure_networks", "measure_ops"]
@@ -33,7 +34,7 @@ class MeasureError(RuntimeError):
 def _run(tasks: list[list], *, backend: str, threads: int, batch: int, protocol: Protocol,
          cache_dir: str | Path, on_result: Callable[[str, OpStats], None],
          should_cancel: Callable[[], bool] = lambda: False,
-         on_nominal: Callable[[OpStats], None] | None = None) -> bool:
+         on_nominal: Callable[[OpStats], None] | None = None, reference: str = DEFAULT_REFERENCE) -> bool:
     """True when every task finished, False when cancelled; MeasureError when the child failed.
 
     With ``on_nominal`` (and a drift reference), the child first times the reference alone in a burst
@@ -43,7 +44,7 @@ def _run(tasks: list[list], *, backend: str, threads: int, batch: int, protocol:
     if backend not in available_backends():
         raise MeasureError(f"backend {backend!r} is not available; available: {available_backends()}")
     job = {"tasks": tasks, "backend": backend, "threads": threads, "batch": batch,
-           "protocol": asdict(protocol), "cache_dir": str(cache_dir)}
+           "protocol": asdict(protocol), "cache_dir": str(cache_dir), "reference": reference}
     env = {**os.environ, **{k: str(threads) for k in _THREAD_ENV}}
     # A fresh interpreter (not multiprocessing) so the child never re-imports the caller's __main__.
     proc = subprocess.Popen([sys.executable, "-m", "profiler_service.measure.child"], stdin=subprocess.PIPE,
@@ -84,20 +85,22 @@ def _run(tasks: list[list], *, backend: str, threads: int, batch: int, protocol:
 def measure_ops(keys: list[str], *, backend: str, threads: int, batch: int, protocol: Protocol,
                 cache_dir: str | Path, on_result: Callable[[str, OpStats], None],
                 should_cancel: Callable[[], bool] = lambda: False,
-                on_nominal: Callable[[OpStats], None] | None = None) -> bool:
+                on_nominal: Callable[[OpStats], None] | None = None, reference: str = DEFAULT_REFERENCE) -> bool:
     """Measure each op key in turn; ``on_result`` gets each as it lands."""
     return _run([["op", k] for k in keys], backend=backend, threads=threads, batch=batch, protocol=protocol,
-                cache_dir=cache_dir, on_result=on_result, should_cancel=should_cancel, on_nominal=on_nominal)
+                cache_dir=cache_dir, on_result=on_result, should_cancel=should_cancel, on_nominal=on_nominal,
+                reference=reference)
 
 
 def measure_network(keys: list[str], *, backend: str, threads: int, batch: int, protocol: Protocol,
                     cache_dir: str | Path, should_cancel: Callable[[], bool] = lambda: False,
-                    on_nominal: Callable[[OpStats], None] | None = None) -> OpStats:
+                    on_nominal: Callable[[OpStats], None] | None = None,
+                    reference: str = DEFAULT_REFERENCE) -> OpStats:
     """Measure a whole network built from its ordered op keys, end to end, with the same protocol."""
     out: list[OpStats] = []
     done = _run([["net", "network", list(keys)]], backend=backend, threads=threads, batch=batch,
                 protocol=protocol, cache_dir=cache_dir, on_result=lambda _k, s: out.append(s),
-                should_cancel=should_cancel, on_nominal=on_nominal)
+                should_cancel=should_cancel, on_nominal=on_nominal, reference=reference)
     if not done:
         raise MeasureError("cancelled")
     return out[0]
@@ -106,8 +109,9 @@ def measure_network(keys: list[str], *, backend: str, threads: int, batch: int, 
 def measure_networks(nets: dict[str, list[str]], *, backend: str, threads: int, batch: int, protocol: Protocol,
                      cache_dir: str | Path, on_result: Callable[[str, OpStats], None],
                      should_cancel: Callable[[], bool] = lambda: False,
-                     on_nominal: Callable[[OpStats], None] | None = None) -> bool:
+                     on_nominal: Callable[[OpStats], None] | None = None,
+                     reference: str = DEFAULT_REFERENCE) -> bool:
     """Measure several whole networks (label -> ordered op keys) in one child; ``on_result`` per network."""
     return _run([["net", label, list(keys)] for label, keys in nets.items()], backend=backend, threads=threads,
                 batch=batch, protocol=protocol, cache_dir=cache_dir, on_result=on_result,
-                should_cancel=should_cancel, on_nominal=on_nominal)
+                should_cancel=should_cancel, on_nominal=on_nominal, reference=reference)

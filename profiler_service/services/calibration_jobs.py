@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from profiler_service.db.models import Device, Job, Network, Table
+from profiler_service.measure.reference import name_for
 from profiler_service.services import calibration as C
 from profiler_service.services import networks as N
 from profiler_service.services import tables as T
@@ -67,7 +68,8 @@ def create_calibration_job(session: Session, table: Table, req: CalibrationCreat
              "num_classes": space.num_classes}
     job = Job(kind=KIND, device_id=device.id, table_id=table.id, total=len(archs), done=0,
               params={"backend": table.backend, "threads": table.threads, "batch": table.batch,
-                      "samples": req.samples, "seed": req.seed, "scope": scope})
+                      "samples": req.samples, "seed": req.seed, "scope": scope,
+                      "reference": name_for(space.name, space.resolution, space.width_mult)})
     session.add(job)
     session.flush()
     ids = []

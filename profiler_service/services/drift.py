@@ -1,17 +1,19 @@
 """Scale a measurement to the device's nominal speed with the drift reference timed alongside it.
 
 A result carries ``ref_ms``, the reference network's median while it was being timed, and is stored as
-``stats * nominal_ms / ref_ms``: what it takes on this device when nothing else runs, since
-``nominal_ms`` is the reference's quiet latency, estimated by each worker from a burst of the reference
-alone before its first job on a configuration (``measure/nominal.py``). The store keeps the quietest
+``stats * nominal_ms / ref_ms``: what it takes on this device when nothing else runs, since ``nominal_ms``
+is the reference's quiet latency, estimated by each worker from a burst of the reference alone before its
+first job on a configuration and reference (``measure/nominal.py``). Each job is timed against the reference
+matched to its space and resolution (``measure/reference.py``); every nominal, and every figure, names its
+reference, so a quieter nominal rescales only the figures timed against it. The store keeps the quietest
 estimate: a burst that finds the device quieter than believed (by more than ``TOLERANCE``) makes a new
-version, and every figure of that configuration is rescaled to it, so tables and networks measured at
-any time share one clock and the tables' ETags change with them. A busier burst changes nothing: the
-device was not slower, only shared. Each stored figure names its ``nominal_ms``; the raw figure stays
+version, and every figure of that configuration and reference is rescaled to it, so tables and networks
+measured at any time share one clock and the tables' ETags change with them. A busier burst changes nothing:
+the device was not slower, only shared. Each stored figure names its ``nominal_ms``; the raw figure stays
 recoverable (``median_ms * ref_ms / nominal_ms``).
 
-Where no burst has run yet (a nominal needed before any), the first result's reference fixes the nominal
-as before (``source='first-observation'``); the first burst replaces it.
+Where no burst has run yet (a nominal needed before any), the first result's reference fixes the nominal as
+before (``source='first-observation'``); the first burst replaces it.
 """
 
 from __future__ import annotations
@@ -76,12 +78,15 @@ def record_quiet(session: Session, device_id: int, backend: str, threads: int, e
         return row
     old = row.nominal_ms
     row.nominal_ms, row.source, row.version, row.updated_at = estimate_ms, BURST, row.version + 1, utcnow()
-    _rescale(session, device_id, backend, threads, old, estimate_ms)
+    _rescale(session, device_id, backend, threads, reference, old, estimate_ms)
     return row
 
 
-def _rescale(session: Session, device_id: int, backend: str, threads: int, old: float, new: float) -> None:
-    """Every figure of the configuration scaled from its nominal (``old`` where unrecorded) to ``new``."""
+def _rescale(session: Session, device_id: int, backend: str, threads: int, reference: str, old: float,
+             new: float) -> None:
+    """Every figure of the configuration timed against ``reference`` scaled from its nominal (``old`` where
+    unrecorded) to ``new``. Figures timed against another reference keep theirs, and so do imported ones
+    (no reference recorded): they are on the clock of the device that exported them."""
     tables = list(session.scalars(select(Table).where(Table.device_id == device_id, Table.backend == backend,
                                                       Table.threads == threads)))
     ids = [t.id for t in tables]
@@ -91,7 +96,8 @@ def _rescale(session: Session, device_id: int, backend: str, threads: int, old: 
         factor = new / func.coalesce(model.nominal_ms, old)
         values = {f: getattr(model, f) * factor for f in SCALED} | {"nominal_ms": new}
         session.execute(update(model).where(model.table_id.in_(ids), model.ref_ms.is_not(None),
-                                            model.median_ms.is_not(None))
+                                            model.median_ms.is_not(None),
+                                            model.reference == reference)
                         .values(**values).execution_options(synchronize_session=False))
     session.expire_all()
     for table in tables:
@@ -106,7 +112,8 @@ def to_nominal(stats: OpStats, nominal: float) -> OpStats:
     return stats.model_copy(update={**{f: getattr(stats, f) * factor for f in SCALED}, "nominal_ms": nominal})
 
 
-def normalise(session: Session, stats: OpStats, *, device_id: int, backend: str, threads: int) -> OpStats:
+def normalise(session: Session, stats: OpStats, *, device_id: int, backend: str, threads: int,
+              reference: str = REFERENCE) -> OpStats:
     if stats.ref_ms is None:
         return stats
-    return to_nominal(stats, nominal_ms(session, device_id, backend, threads, stats.ref_ms))
+    return to_nominal(stats, nominal_ms(session, device_id, backend, threads, stats.ref_ms, reference))

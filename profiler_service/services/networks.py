@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from profiler_service.db.models import Device, Job, Network, Table, utcnow
+from profiler_service.measure.reference import name_for
 from profiler_service.services import calibration as C
 from profiler_service.services import tables as T
 from profiler_service.services.errors import Invalid, NotFound
@@ -63,7 +64,7 @@ def create_network_job(session: Session, req: NetworkCreate, *, device: Device, 
     predicted, missing = predict(session, table, arch.keys)
     job = Job(kind="network", device_id=device.id, table_id=table.id, total=1, done=0,
               params={"keys": arch.keys, "backend": table.backend, "threads": table.threads,
-                      "batch": table.batch})
+                      "batch": table.batch, "reference": name_for(arch.space, arch.resolution, arch.width_mult)})
     session.add(job)
     session.flush()
     net = Network(job_id=job.id, table_id=table.id, arch=arch.model_dump(), status="queued",
@@ -96,9 +97,10 @@ def network_out(session: Session, net: Network) -> NetworkOut:
                       predicted_ms=predicted, calibrated_ms=calibrated, missing=missing, error=net.error)
 
 
-def store_measured(session: Session, net: Network, stats: OpStats) -> None:
+def store_measured(session: Session, net: Network, stats: OpStats, reference: str | None = None) -> None:
     for f in _STATS:
         setattr(net, f, getattr(stats, f))
+    net.reference = reference if stats.ref_ms is not None else None
     table = T.get_table(session, net.table_id)
     net.predicted_ms, net.missing = predict(session, table, net.arch.get("keys", []))
     net.finished_at = utcnow()

@@ -104,15 +104,17 @@ def _insert(session: Session):
 
 
 def upsert_measurements(session: Session, table: Table, stats: Mapping[str, OpStats],
-                        job_id: str | None = None) -> int:
+                        job_id: str | None = None, reference: str | None = None) -> int:
     """Insert or replace entries (ON CONFLICT), many rows per statement: a re-profiled key never has two
-    rows, and a 200k-entry import holds the write lock for seconds, not a minute."""
+    rows, and a 200k-entry import holds the write lock for seconds, not a minute. ``reference`` names the
+    drift reference the figures were timed against (None: not known, as in an import)."""
     now = utcnow()
     rows = [{"table_id": table.id, "key": key, "job_id": job_id, "measured_at": now,
+             "reference": reference if st.ref_ms is not None else None,
              **{f: getattr(st, f) for f in STAT_FIELDS}} for key, st in stats.items()]
     for i in range(0, len(rows), _UPSERT_ROWS):
         stmt = _insert(session).values(rows[i:i + _UPSERT_ROWS])
-        updated = (*STAT_FIELDS, "job_id", "measured_at")
+        updated = (*STAT_FIELDS, "reference", "job_id", "measured_at")
         session.execute(stmt.on_conflict_do_update(index_elements=["table_id", "key"],
                                                    set_={c: stmt.excluded[c] for c in updated}))
     touch(session, table)

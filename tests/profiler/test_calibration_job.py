@@ -42,10 +42,12 @@ def test_calibration_job_measures_seeded_networks_and_fits(api: httpx.Client):
     assert [n["arch"]["choices"] for n in drawn] == sample_choices(space, 3, 5)
     for n in drawn:
         assert n["status"] == "done" and n["measured"]["median_ms"] > 0 and n["calibrated_ms"] > 0
-    # one clock: the networks and the table's entries are scaled to the same quiet nominal
+    # one clock: the networks and their ops are timed against the space's reference, scaled to its nominal
+    # (other tests' entries in this shared table may be on another reference's)
     entries = api.get(f"/v1/tables/{table_id}").json()["entries"]
-    nominals = {n["measured"]["nominal_ms"] for n in drawn} | {e["nominal_ms"] for e in entries.values()
-                                                                if e["ref_ms"] is not None}  # not imports
+    keys = {k for n in drawn for k in n["arch"]["keys"] if k in entries}
+    assert keys
+    nominals = {n["measured"]["nominal_ms"] for n in drawn} | {entries[k]["nominal_ms"] for k in keys}
     assert len(nominals) == 1 and nominals.pop() > 0
     assert api.get(f"/v1/tables/{table_id}").json()["calibration"]["version"] == before + 1
 

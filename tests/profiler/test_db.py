@@ -46,7 +46,7 @@ def add_job(db: Database, device_id: int, **kw) -> str:
 def test_schema_is_migrated_and_matches_models(db: Database):
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0003"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0004"
     init_db(db.url).dispose()  # upgrading an up-to-date database is a no-op
 
 
@@ -295,3 +295,18 @@ def test_a_0002_database_upgrades_and_its_figures_name_their_nominal(tmp_path):
         assert rows["raw"].nominal_ms is None  # no reference timed: not scaled to any nominal
         ref = s.scalar(select(DriftReference))
         assert (ref.version, ref.source, ref.updated_at is not None) == (1, "first-observation", True)
+
+
+def test_a_0003_database_upgrades_and_its_timed_figures_name_the_reference_they_had(tmp_path):
+    url, engine = _old_database(tmp_path, "0003")
+    with engine.begin() as conn:
+        for key, ref in (("k", "4.0"), ("raw", "NULL")):
+            conn.execute(text("INSERT INTO measurements (table_id, key, median_ms, mean_ms, std_ms, p10_ms, "
+                              f"p90_ms, count, ref_ms, nominal_ms, measured_at) VALUES ('t1', '{key}', 1.5, 1.5, "
+                              f"0.1, 1.4, 1.6, 20, {ref}, 4.5, '2026-01-01')"))
+    engine.dispose()
+    db = init_db(url)
+    with db.session(write=False) as s:
+        rows = {m.key: m for m in s.scalars(select(Measurement))}
+        assert rows["k"].reference == "proxyless-mobile@160/3x3_MBConv3/warm3"  # the only one there was
+        assert rows["raw"].reference is None

@@ -49,17 +49,18 @@ def test_a_different_reference_workload_gets_its_own_nominal(db: Database, devic
 KEY = "expanded_conv-input:8x8x16-output:8x8x16-expand:3-kernel:3-stride:1-idskip:1"
 
 
-def _table_with_entry(s, device_id: int, median: float, ref: float):
+def _table_with_entry(s, device_id: int, median: float, ref: float, key: str = KEY,
+                      reference: str = D.REFERENCE):
+    from profiler_service.services import networks as N
     from profiler_service.services import tables as T
 
     table = T.get_or_create_table(s, s.get(Device, device_id), "onnxruntime", 1, 1)
-    stored = D.normalise(s, _stats(median, ref), device_id=device_id, backend="onnxruntime", threads=1)
-    T.upsert_measurements(s, table, {KEY: stored})
-    net = Network(table_id=table.id, arch={"keys": [KEY]}, status="done")
-    for f in ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "count", "ref_ms", "nominal_ms"):
-        setattr(net, f, getattr(stored, f))
+    stored = D.normalise(s, _stats(median, ref), device_id=device_id, backend="onnxruntime", threads=1,
+                         reference=reference)
+    T.upsert_measurements(s, table, {key: stored}, reference=reference)
+    net = Network(table_id=table.id, arch={"keys": [key]}, status="done")
     s.add(net)
-    s.flush()
+    N.store_measured(s, net, stored, reference)
     return table, net
 
 
@@ -93,3 +94,31 @@ def test_only_a_clearly_quieter_burst_makes_a_new_version(db: Database, device_i
         # a later result is scaled to the current nominal
         assert D.normalise(s, _stats(9.0, 2.7), device_id=device_id, backend="onnxruntime",
                            threads=1).median_ms == pytest.approx(6.0)
+
+
+CIFAR_REF = "proxyless-cifar@32/3x3_SepConv/warm3"
+CIFAR_KEY = "SepConv-input:32x32x32-output:32x32x32-kernel:3-stride:1"
+
+
+def test_a_quieter_nominal_rescales_only_the_figures_timed_against_its_reference(db: Database, device_id: int):
+    """A job of one space is timed against that space's reference (measure/reference.py): a new nominal of
+    the 160 px reference must not move figures scaled to the 32 px one, nor imported ones."""
+    from profiler_service.services import tables as T
+
+    with db.session() as s:
+        D.record_quiet(s, device_id, "onnxruntime", 1, 2.0)
+        D.record_quiet(s, device_id, "onnxruntime", 1, 0.3, reference=CIFAR_REF)
+        table, mobile_net = _table_with_entry(s, device_id, 10.0, 2.0)
+        _, cifar_net = _table_with_entry(s, device_id, 0.6, 0.3, key=CIFAR_KEY, reference=CIFAR_REF)
+        T.upsert_measurements(s, table, {"imported": _stats(5.0, 4.0).model_copy(update={"nominal_ms": 4.0})})
+        table_id, ids = table.id, (mobile_net.id, cifar_net.id)
+    with db.session() as s:
+        assert D.record_quiet(s, device_id, "onnxruntime", 1, 1.6).version == 2  # 160 px: 20% quieter
+    with db.session() as s:
+        entries = T.entries(s, table_id)
+        assert entries[KEY].median_ms == pytest.approx(8.0) and entries[KEY].nominal_ms == 1.6
+        assert entries[CIFAR_KEY].median_ms == pytest.approx(0.6) and entries[CIFAR_KEY].nominal_ms == 0.3
+        assert entries["imported"].median_ms == 5.0 and entries["imported"].nominal_ms == 4.0
+        mobile, cifar = (s.get(Network, i) for i in ids)
+        assert (mobile.median_ms, mobile.reference) == (pytest.approx(8.0), D.REFERENCE)
+        assert (cifar.median_ms, cifar.reference) == (pytest.approx(0.6), CIFAR_REF)

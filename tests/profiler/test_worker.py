@@ -59,3 +59,47 @@ def test_an_engine_failure_is_recorded_on_the_job(db: Database, device_id: int, 
     with db.session(write=False) as s:
         job = s.get(Job, job_id)
     assert "no-such-backend" in job.error and "not available" in job.error and job.finished_at is not None
+
+
+def test_a_space_is_timed_against_its_own_reference_and_that_reference_gets_its_nominal(
+        db: Database, device_id: int, tmp_path):
+    from profiler_service.db.models import Device, DriftReference
+    from profiler_service.measure.reference import NAME, name_for
+    from profiler_service.services.jobs import create_profile_job
+    from shared.schemas import JobCreate
+    from shared.specs import DEFAULT_LIMITS
+
+    matched = name_for("proxyless-cifar", 8, 0.25)
+    assert matched == "proxyless-cifar@8x0.25/3x3_SepConv/warm3" and matched != NAME
+    with db.session() as s:
+        job = create_profile_job(s, JobCreate(space="proxyless-cifar", resolution=8, width_mult=0.25,
+                                              backend="onnxruntime"),
+                                 device=s.get(Device, device_id), limits=DEFAULT_LIMITS,
+                                 backends=["onnxruntime"])
+        job_id, n_keys = job.id, job.total
+        assert job.params["reference"] == matched
+    worker = Worker(db, fast_settings(tmp_path), device_id)
+    with db.session() as s:
+        Q.claim_next_job(s, device_id, worker.id)
+    assert worker.run_job(job_id) == "done"
+    with db.session(write=False) as s:
+        rows = list(s.query(Measurement).filter_by(job_id=job_id))
+        nominals = {r.reference: r for r in s.query(DriftReference).filter_by(device_id=device_id)}
+    assert len(rows) == n_keys and {r.reference for r in rows} == {matched}
+    # the burst ran for the matched reference (not the default one), and every figure is on its clock
+    assert set(nominals) == {matched} and nominals[matched].source == "burst"
+    assert {r.nominal_ms for r in rows} == {nominals[matched].nominal_ms}
+
+
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+def test_a_job_naming_an_unknown_reference_fails_and_says_which(db: Database, device_id: int, tmp_path):
+    job_id = make_job(db, device_id, SMALL_KEYS[:1])
+    with db.session() as s:
+        job = s.get(Job, job_id)
+        job.params = {**job.params, "reference": "resnet50@224/conv/warm3"}
+    worker = Worker(db, fast_settings(tmp_path), device_id)
+    with db.session() as s:
+        Q.claim_next_job(s, device_id, worker.id)
+    assert worker.run_job(job_id) == "failed"
+    with db.session(write=False) as s:
+        assert "unknown drift reference 'resnet50@224/conv/warm3'" in s.get(Job, job_id).error

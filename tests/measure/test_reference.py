@@ -1,0 +1,31 @@
+"""Drift references: one per space, resolution and width, named so a nominal says which it belongs to."""
+
+import pytest
+import torch
+
+from profiler_service.measure.reference import NAME, filler_module, name_for, parse, reference_module
+
+
+@pytest.mark.parametrize(("space", "resolution", "width"), [
+    ("proxyless-mobile", 160, 1.0), ("proxyless-mobile", 96, 1.0), ("proxyless-mobile", 160, 0.75),
+    ("proxyless-mobile", 224, 1.4), ("proxyless-cifar", 32, 1.0), ("proxyless-cifar", 8, 0.25)])
+def test_each_matched_reference_is_named_parsed_and_built_at_its_size(space, resolution, width):
+    name = name_for(space, resolution, width)
+    assert parse(name)[:3] == (space, resolution, width)
+    module, shape = reference_module(name)
+    assert shape == (1, 3, resolution, resolution)
+    with torch.inference_mode():
+        assert module.eval()(torch.randn(*shape)).shape[0] == 1
+
+
+def test_the_default_reference_keeps_its_name_so_stored_nominals_stay_valid():
+    assert name_for(None) == name_for("proxyless-mobile", 160, 1.0) == NAME
+    assert name_for("proxyless-cifar") == "proxyless-cifar@32/3x3_SepConv/warm3"  # the space's defaults
+    assert filler_module()[1] == (1, 3, 64, 64)
+
+
+@pytest.mark.parametrize("bad", ["", "proxyless-mobile@160/3x3_MBConv3", "proxyless-mobile@160/3x3_SepConv/warm3",
+                                 "nope@32/3x3_SepConv/warm3", "proxyless-cifar@abc/3x3_SepConv/warm3"])
+def test_a_name_we_never_build_is_refused(bad):
+    with pytest.raises(ValueError, match="unknown drift reference"):
+        parse(bad)
