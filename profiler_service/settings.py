@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     drift_reference: bool = True
     # How often a worker re-times the reference alone to re-estimate the quiet nominal (measure/nominal.py).
     nominal_refresh_s: float = Field(default=3600.0, gt=0)
+    # How long that burst lasts at least: longer than the host's own wander (tens of seconds on a VM).
+    nominal_burst_s: float = Field(default=20.0, ge=0, le=600)
 
     # Worker behaviour.
     worker: bool = True
@@ -88,7 +90,7 @@ class Settings(BaseSettings):
         return Protocol(rel_ci=self.rel_ci, budget_s=self.budget_s, warmup_runs=self.warmup_runs,
                         warmup_s=self.warmup_s, min_runs=self.min_runs, max_runs=self.max_runs,
                         op_context=self.op_context, max_spread=self.max_spread, retries=self.retries,
-                        drift_reference=self.drift_reference)
+                        drift_reference=self.drift_reference, nominal_s=self.nominal_burst_s)
 
     @property
     def api_key_value(self) -> str | None:

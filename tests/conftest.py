@@ -23,6 +23,7 @@ FAST_PROTOCOL_ENV = {
     "PROFILER_WARMUP_S": "0.02",
     "PROFILER_MAX_RUNS": "300",
     "PROFILER_POLL_INTERVAL_S": "0.2",
+    "PROFILER_NOMINAL_BURST_S": "0",  # the burst's minimum block count, not 20 s per server
 }
 
 

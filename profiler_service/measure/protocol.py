@@ -47,6 +47,8 @@ class Protocol:
     min_ref_runs: int = 15
     ref_warm_runs: int = 3
     op_rewarm_runs: int = 1
+    # The nominal burst (measure/nominal.py) times the reference alone at least this long.
+    nominal_s: float = 20.0
 
     @property
     def ref_runs(self) -> int:
