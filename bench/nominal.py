@@ -6,9 +6,9 @@
 2. Two fresh services: a second service with a new database profiles the same ops; the table sums of
    the same networks should agree within 3% across the two.
 
-"Direct" is reported twice: the plain median of all runs, and the median of the quietest block of runs
-(the estimator the nominal uses): on a machine other tenants keep busy, the plain median is the busy
-speed, not the quiet one. The load average is printed with the figures.
+"Direct" is reported twice: the plain median of all runs, and the lower quartile of the medians of
+blocks of runs (the estimator the nominal uses, measure/nominal.py quiet_ms): on a machine other tenants
+keep busy, the plain median is the busy speed, not the quiet one. The load average is printed with the figures.
 
     .venv/bin/python bench/nominal.py [--resolution 160] [--nets 10] [--seed 11] [--direct-s 4] [--direct-rounds 8]
 """
@@ -39,7 +39,7 @@ def profile_and_sum(client, keys: list[str], nets: list[list[str]]) -> tuple[str
 
 
 def direct_ms(nets: list[list[str]], workdir: Path, seconds: float, rounds: int) -> list[tuple[float, float]]:
-    """(median, quietest-block median) per network's ONNX run directly, 1 thread.
+    """(median, quiet: lower-quartile block median) per network's ONNX run directly, 1 thread.
 
     The networks take turns, ``rounds`` times ``seconds / rounds`` each: back to back, a slow stretch of
     the host (seen here: 5 s at +20%) lands on one network's whole window and reads as its speed; taking
