@@ -139,5 +139,6 @@ def test_a_run_whose_profile_lost_some_of_the_ops_kernels_is_refused(tmp_path):
     assert per_run[1] == pytest.approx(0.1)
     with pytest.raises(ProfileGap, match="1 of 2 timed runs lack some of the op's 2 kernel events"):
         timed_kernel_ms(per_run, counts, [False, True, True])
+    assert timed_kernel_ms(np.zeros(3), np.zeros(3, int), [False, True, True]) == [0.0, 0.0]  # identity
     with pytest.raises(ProfileGap, match="holds 3 runs, the op ran 4 times"):
         timed_kernel_ms(per_run, counts, [False, True, True, True])
