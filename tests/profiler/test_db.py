@@ -276,6 +276,15 @@ def test_a_0001_database_upgrades_with_its_rows_intact(tmp_path):
         assert (m.key, m.median_ms, m.ref_ms) == ("k", 1.5, None)
 
 
+def _timed_and_raw_rows(conn, nominal: float | None = None) -> None:
+    """Two measurements of an old schema: "k" timed with the reference (ref_ms 4.0), "raw" without."""
+    extra = ("", "") if nominal is None else (", nominal_ms", f", {nominal}")
+    for key, ref in (("k", "4.0"), ("raw", "NULL")):
+        conn.execute(text("INSERT INTO measurements (table_id, key, median_ms, mean_ms, std_ms, p10_ms, p90_ms, "
+                          f"count, ref_ms, measured_at{extra[0]}) VALUES ('t1', '{key}', 1.5, 1.5, 0.1, 1.4, 1.6, "
+                          f"20, {ref}, '2026-01-01'{extra[1]})"))
+
+
 def test_a_0002_database_upgrades_and_its_figures_name_their_nominal(tmp_path):
     from profiler_service.db.models import DriftReference
 
@@ -283,10 +292,7 @@ def test_a_0002_database_upgrades_and_its_figures_name_their_nominal(tmp_path):
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO drift_references (device_id, backend, threads, reference, nominal_ms, "
                           "created_at) VALUES (1, 'onnxruntime', 1, 'r', 4.5, '2026-01-01')"))
-        for key, ref in (("k", "4.0"), ("raw", "NULL")):
-            conn.execute(text("INSERT INTO measurements (table_id, key, median_ms, mean_ms, std_ms, p10_ms, "
-                              f"p90_ms, count, ref_ms, measured_at) VALUES ('t1', '{key}', 1.5, 1.5, 0.1, 1.4, "
-                              f"1.6, 20, {ref}, '2026-01-01')"))
+        _timed_and_raw_rows(conn)
     engine.dispose()
     db = init_db(url)
     with db.session(write=False) as s:
@@ -300,10 +306,7 @@ def test_a_0002_database_upgrades_and_its_figures_name_their_nominal(tmp_path):
 def test_a_0003_database_upgrades_and_its_timed_figures_name_the_reference_they_had(tmp_path):
     url, engine = _old_database(tmp_path, "0003")
     with engine.begin() as conn:
-        for key, ref in (("k", "4.0"), ("raw", "NULL")):
-            conn.execute(text("INSERT INTO measurements (table_id, key, median_ms, mean_ms, std_ms, p10_ms, "
-                              f"p90_ms, count, ref_ms, nominal_ms, measured_at) VALUES ('t1', '{key}', 1.5, 1.5, "
-                              f"0.1, 1.4, 1.6, 20, {ref}, 4.5, '2026-01-01')"))
+        _timed_and_raw_rows(conn, nominal=4.5)
     engine.dispose()
     db = init_db(url)
     with db.session(write=False) as s:
