@@ -40,19 +40,17 @@ class Backend(ABC):
         self.threads = threads
         self.cache_dir = Path(cache_dir)
         self.reference_name = reference  # which drift reference (measure/reference.py) this job times
-        self._references: dict[str, Callable[[], object]] = {}
+        self._reference: Callable[[], object] | None = None
         torch.set_num_threads(threads)
 
     def reference(self, protocol: Protocol) -> Callable[[], object] | None:
-        """The drift reference's runner on this backend (built once per name), or None when the protocol
-        has none."""
+        """The drift reference's runner on this backend (built once), or None when the protocol has none."""
         if not protocol.drift_reference:
             return None
-        name = self.reference_name
-        if name not in self._references:
-            module, shape = reference_module(name)
-            self._references[name] = self.runner(module, shape, f"reference:{name}")
-        return self._references[name]
+        if self._reference is None:
+            module, shape = reference_module(self.reference_name)
+            self._reference = self.runner(module, shape, f"reference:{self.reference_name}")
+        return self._reference
 
     def filler(self, protocol: Protocol) -> Callable[[], object] | None:
         """The nominal burst's stand-in for a measured op: the default reference's blocks at a small input."""

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 # measure/protocol.py), since a nominal read one way does not scale a reference read another (a pair
 # read it 4-12% slower after a 160 px network). Stored with every nominal and every scaled figure.
 NAME = "proxyless-mobile@160/3x3_MBConv3/warm3"
-RESOLUTION = 160
 _WARM = "warm3"
 # The op each space's reference repeats: mid-size among its candidates, in every layer of the space.
 _OPS = {"proxyless-mobile": "3x3_MBConv3", "proxyless-cifar": "3x3_SepConv"}
