@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     max_runs: int = Field(default=5000, ge=5)
     op_context: Literal["network", "isolated"] = "network"
     max_spread: float = Field(default=0.3, gt=0)
-    retries: int = Field(default=2, ge=0, le=10)
+    # A result timed while the reference ran this much over the device's quiet speed is timed again.
+    max_slowdown: float = Field(default=0.10, gt=0)
+    retries: int = Field(default=3, ge=0, le=10)
     # Time a fixed reference network between samples and scale results to the device's nominal speed
     # (measure/reference.py): off only on a box whose clock is pinned and unshared.
     drift_reference: bool = True
@@ -89,7 +91,8 @@ class Settings(BaseSettings):
 
         return Protocol(rel_ci=self.rel_ci, budget_s=self.budget_s, warmup_runs=self.warmup_runs,
                         warmup_s=self.warmup_s, min_runs=self.min_runs, max_runs=self.max_runs,
-                        op_context=self.op_context, max_spread=self.max_spread, retries=self.retries,
+                        op_context=self.op_context, max_spread=self.max_spread, max_slowdown=self.max_slowdown,
+                        retries=self.retries,
                         drift_reference=self.drift_reference, nominal_s=self.nominal_burst_s)
 
     @property

@@ -8,10 +8,12 @@ job's status so a DELETE stops the child between or during ops.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -25,6 +27,9 @@ from profiler_service.services import tables as T
 from profiler_service.services.jobs import get_job
 from profiler_service.settings import Settings
 from shared.schemas import OpStats
+
+if TYPE_CHECKING:  # the engine's modules load numpy; the worker loads them only when it runs a job
+    from profiler_service.measure.protocol import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -193,9 +198,17 @@ class Worker:
 
     def _engine_args(self, params: dict) -> dict:
         return {"backend": params["backend"], "threads": int(params["threads"]),
-                "batch": int(params["batch"]), "protocol": self.settings.protocol,
+                "batch": int(params["batch"]), "protocol": self._protocol(params),
                 "cache_dir": self.settings.cache_dir, "on_nominal": self._nominal_hook(params),
                 "reference": self.reference(params)}
+
+    def _protocol(self, params: dict) -> Protocol:
+        """The settings' protocol, with the configuration's quiet reference speed (its nominal, where one is
+        known) for the child to tell a measurement the device's other tenants slowed down."""
+        with self.db.session(write=False) as s:
+            row = D.current(s, self.device_id, params["backend"], int(params["threads"]), self.reference(params))
+            quiet = row.nominal_ms if row is not None and row.source == D.BURST else None
+        return dataclasses.replace(self.settings.protocol, quiet_ref_ms=quiet)
 
     def _nominal_hook(self, params: dict) -> Callable[[OpStats], None] | None:
         """Before this worker's first job on a configuration and reference (and hourly), the child times

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from profiler_service.measure.context import OUTPUT, InNetwork, ProfileGap, op_kernel_runs, timed_kernel_ms
-from profiler_service.measure.protocol import Protocol, settled, summarize, time_callable
+from profiler_service.measure.protocol import Protocol, Settler, summarize, time_callable
 from profiler_service.measure.reference import FILLER_RESOLUTION, filler_module, reference_module
 from profiler_service.measure.reference import NAME as DEFAULT_REFERENCE
 from shared.ops import build_op
@@ -41,6 +41,7 @@ class Backend(ABC):
         self.cache_dir = Path(cache_dir)
         self.reference_name = reference  # which drift reference (measure/reference.py) this job times
         self._reference: Callable[[], object] | None = None
+        self.settled = Settler()  # one per child: it remembers whether the device has been busy a while
         torch.set_num_threads(threads)
 
     def reference(self, protocol: Protocol) -> Callable[[], object] | None:
@@ -70,7 +71,7 @@ class Backend(ABC):
                 protocol: Protocol) -> OpStats:
         run = self.runner(module, input_shape, cache_key)
         ref = self.reference(protocol)
-        return settled(lambda: time_callable(run, protocol, self.timer, reference=ref), protocol)
+        return self.settled(lambda: time_callable(run, protocol, self.timer, reference=ref), protocol)
 
     def measure_op(self, spec: OpSpec, batch: int, protocol: Protocol) -> OpStats:
         return self.measure(build_op(spec), spec.input_shape(batch), spec.key, protocol)
@@ -131,7 +132,7 @@ class OnnxRuntimeBackend(Backend):
                            output_name=OUTPUT)
         for _ in range(PROFILE_TRIES):
             try:
-                return settled(lambda: self._kernel_time(path, shape, protocol), protocol)
+                return self.settled(lambda: self._kernel_time(path, shape, protocol), protocol)
             except ProfileGap as e:  # timed again, in a fresh session with a fresh profile
                 gap = e
         raise RuntimeError(f"onnxruntime's profile of {spec.key} was incomplete {PROFILE_TRIES} times ({gap}); "

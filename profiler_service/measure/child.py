@@ -33,6 +33,8 @@ def main() -> None:
     def send(kind: str, label: str | None, payload) -> None:
         out.write(json.dumps([kind, label, payload]) + "\n")
 
+    import dataclasses
+
     from profiler_service.measure.backends import get_backend
     from profiler_service.measure.protocol import Protocol
     from profiler_service.measure.reference import NAME, parse
@@ -58,6 +60,8 @@ def main() -> None:
             send("error", task[1], f"{type(e).__name__}: {e}")
             return
         send("result", task[1], stats.model_dump())
+        if task[0] == "reference":  # the burst's quiet speed: what this child's slow-downs are read against
+            protocol = dataclasses.replace(protocol, quiet_ref_ms=stats.median_ms)
         gc.freeze()  # what this task loaded (modules, sessions, caches) stays for the next ones too
     send("done", None, None)
 

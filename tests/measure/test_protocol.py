@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from profiler_service.measure.protocol import Protocol, median_ci_halfwidth, summarize, time_callable
+from shared.schemas import OpStats
 
 
 def test_summarize_fields():
@@ -81,6 +82,49 @@ def test_disturbed_measurement_is_repeated_and_steadiest_kept():
 
     always_noisy = settled(lambda: summarize([1.0, 2.0, 3.0]), Protocol(retries=1, retry_wait_s=0))
     assert spread(always_noisy) > 0.3  # the steadiest of the tries, flagged by its own p10/p90
+
+
+
+def _timed_at(ref_ms: float, median_ms: float = 1.0) -> OpStats:
+    return summarize([median_ms] * 6, [ref_ms] * 3)
+
+
+def test_a_measurement_timed_while_the_device_was_slowed_is_repeated_and_the_least_slowed_kept():
+    from profiler_service.measure.protocol import Settler, slowdown
+
+    protocol = Protocol(quiet_ref_ms=2.0, max_slowdown=0.1, retries=3, retry_wait_s=0)
+    results = iter([_timed_at(2.6, 0.9), _timed_at(2.1, 1.0), _timed_at(3.0)])
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return next(results)
+
+    stats = Settler()(measure, protocol)
+    assert len(calls) == 2 and slowdown(stats, protocol) == pytest.approx(1.05)
+    # without a quiet speed to read against, only the spread counts: the first result stands
+    assert Settler()(lambda: _timed_at(2.6), Protocol(retry_wait_s=0)).ref_ms == 2.6
+
+
+def test_a_device_busy_for_a_while_stops_the_slowdown_retries_until_it_is_quiet_again():
+    from profiler_service.measure.protocol import Settler
+
+    protocol = Protocol(quiet_ref_ms=2.0, max_slowdown=0.1, retries=2, retry_wait_s=0)
+    settle, calls = Settler(), []
+
+    def busy():
+        calls.append(1)
+        return _timed_at(2.4 + 0.01 * len(calls))  # slowed 20% and more, whatever the wait
+
+    for _ in range(Settler.STUCK_AFTER):
+        assert settle(busy, protocol).ref_ms == pytest.approx(2.41)  # the least slowed of its tries
+        calls.clear()
+    settle(busy, protocol)
+    assert len(calls) == 1  # stuck: measured once, not waited out
+    calls.clear()
+    settle(lambda: _timed_at(2.0), protocol)  # a quiet result ...
+    settle(busy, protocol)
+    assert len(calls) == 3  # ... and the retries are back
 
 
 def _shared_clock(fn_s: float, ref_s: float):

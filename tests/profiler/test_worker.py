@@ -17,7 +17,7 @@ SENTINEL = OpStats(median_ms=9.0, mean_ms=9.0, std_ms=0.0, p10_ms=9.0, p90_ms=9.
 
 def fast_settings(tmp_path) -> Settings:
     return Settings(budget_s=0.2, min_runs=5, warmup_runs=2, warmup_s=0.01, max_runs=200, nominal_burst_s=0,
-                    cache_dir=tmp_path / "onnx-cache", worker=False)
+                    max_slowdown=1.0, cache_dir=tmp_path / "onnx-cache", worker=False)
 
 
 def make_job(db: Database, device_id: int, keys: list[str], backend: str = "onnxruntime") -> str:
@@ -76,8 +76,8 @@ def test_a_space_is_timed_against_its_own_reference_and_that_reference_gets_its_
                                               backend="onnxruntime"),
                                  device=s.get(Device, device_id), limits=DEFAULT_LIMITS,
                                  backends=["onnxruntime"])
-        job_id, n_keys = job.id, job.total
-        assert job.params["reference"] == matched
+        job_id, n_keys, params = job.id, job.total, dict(job.params)
+        assert params["reference"] == matched
     worker = Worker(db, fast_settings(tmp_path), device_id)
     with db.session() as s:
         Q.claim_next_job(s, device_id, worker.id)
@@ -89,6 +89,10 @@ def test_a_space_is_timed_against_its_own_reference_and_that_reference_gets_its_
     # the burst ran for the matched reference (not the default one), and every figure is on its clock
     assert set(nominals) == {matched} and nominals[matched].source == "burst"
     assert {r.nominal_ms for r in rows} == {nominals[matched].nominal_ms}
+
+    # the next job's child reads its slow-downs against that nominal
+    assert worker._protocol(params).quiet_ref_ms == nominals[matched].nominal_ms
+    assert worker._protocol({**params, "threads": 2}).quiet_ref_ms is None  # no nominal known there yet
 
 
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
