@@ -13,6 +13,7 @@ from profiler_service.measure.protocol import Protocol
 from profiler_service.measure.runner import MeasureError, measure_network, measure_ops
 from shared.arch import make_arch
 from shared.ops import build_op
+from shared.schemas import OpStats
 from shared.spaces import get_space
 from shared.specs import parse_key
 
@@ -45,6 +46,19 @@ def test_a_network_gets_more_samples_than_an_op():
     assert (p.min_runs, p.min_ref_runs, p.budget_s) == (NETWORK_MIN_RUNS, NETWORK_MIN_RUNS, 3.0)
     assert network_protocol(Protocol(min_runs=100)).min_runs == 100  # never fewer than asked
 
+
+
+def test_a_network_keeps_its_middle_window_by_served_figure_whole():
+    from profiler_service.measure.tasks import middle_window
+
+    def window(median: float, ref: float | None) -> OpStats:
+        return OpStats(median_ms=median, mean_ms=median, std_ms=0.0, p10_ms=median, p90_ms=median, count=40,
+                       ref_ms=ref)
+
+    # served figures 2.0, 1.5, 1.8: the 1.8 window, not the middle raw median (2.0 ms) nor a blend
+    kept = middle_window([window(4.0, 2.0), window(3.0, 2.0), window(2.7, 1.5)])
+    assert (kept.median_ms, kept.ref_ms) == (2.7, 1.5)
+    assert middle_window([window(3.0, None), window(1.0, None), window(2.0, None)]).median_ms == 2.0
 
 def test_in_network_context_excludes_edges_only():
     assert is_op_node("/op/depth_conv/depth_conv.2/Clip_output_0_nchwc", "Conv")
