@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     # A result timed while the reference ran this much over the device's quiet speed is timed again.
     max_slowdown: float = Field(default=0.10, gt=0)
     retries: int = Field(default=3, ge=0, le=10)
+    # The first wait before a retry; each next one doubles (1, 2, 4 s): a busy spell outlasts one second.
+    retry_wait_s: float = Field(default=1.0, ge=0, le=60)
     # Time a fixed reference network between samples and scale results to the device's nominal speed
     # (measure/reference.py): off only on a box whose clock is pinned and unshared.
     drift_reference: bool = True
@@ -92,7 +94,7 @@ class Settings(BaseSettings):
         return Protocol(rel_ci=self.rel_ci, budget_s=self.budget_s, warmup_runs=self.warmup_runs,
                         warmup_s=self.warmup_s, min_runs=self.min_runs, max_runs=self.max_runs,
                         op_context=self.op_context, max_spread=self.max_spread, max_slowdown=self.max_slowdown,
-                        retries=self.retries,
+                        retries=self.retries, retry_wait_s=self.retry_wait_s,
                         drift_reference=self.drift_reference, nominal_s=self.nominal_burst_s)
 
     @property
