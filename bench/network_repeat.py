@@ -3,7 +3,8 @@
 Measures N random networks of a space twice per round with the service's engine: all in one benchmark
 process (as a calibration job does) and each in its own (as network jobs do), and prints per network the
 raw median, the reference's median beside it and their ratio (what the drift correction serves, up to
-the nominal). A model cannot predict a network closer than its own measurements agree.
+the nominal). A model cannot predict a network closer than its own measurements agree. Each
+measurement is the engine's: three windows, the median one kept (``measure/tasks.py middle_window``).
 
     .venv/bin/python bench/network_repeat.py [--space proxyless-mobile] [--resolution 96] [--nets 8]
         [--rounds 2] [--min-runs 40]
