@@ -27,6 +27,7 @@ FAST_PROTOCOL_ENV = {
     # the suite keeps both cores busy: a 10% slow-down gate would wait out most of its measurements
     # (tests/measure/test_protocol.py tests the gate itself)
     "PROFILER_MAX_SLOWDOWN": "1.0",
+    "PROFILER_RETRY_WAIT_S": "0.05",  # a tiny measurement's spread retry need not wait out a busy second
 }
 
 

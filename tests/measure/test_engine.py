@@ -17,7 +17,7 @@ from shared.schemas import OpStats
 from shared.spaces import get_space
 from shared.specs import parse_key
 
-FAST = Protocol(budget_s=0.2, warmup_runs=2, warmup_s=0.0, min_runs=10)
+FAST = Protocol(budget_s=0.2, warmup_runs=2, warmup_s=0.0, min_runs=10, retry_wait_s=0.05)
 MB = "expanded_conv-input:16x16x16-output:16x16x16-expand:6-kernel:5-stride:1-idskip:1"
 
 

@@ -17,7 +17,7 @@ SENTINEL = OpStats(median_ms=9.0, mean_ms=9.0, std_ms=0.0, p10_ms=9.0, p90_ms=9.
 
 def fast_settings(tmp_path) -> Settings:
     return Settings(budget_s=0.2, min_runs=5, warmup_runs=2, warmup_s=0.01, max_runs=200, nominal_burst_s=0,
-                    max_slowdown=1.0, cache_dir=tmp_path / "onnx-cache", worker=False)
+                    max_slowdown=1.0, retry_wait_s=0.05, cache_dir=tmp_path / "onnx-cache", worker=False)
 
 
 def make_job(db: Database, device_id: int, keys: list[str], backend: str = "onnxruntime") -> str:
