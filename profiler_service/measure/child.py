@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -32,8 +33,6 @@ def main() -> None:
 
     def send(kind: str, label: str | None, payload) -> None:
         out.write(json.dumps([kind, label, payload]) + "\n")
-
-    import dataclasses
 
     from profiler_service.measure.backends import get_backend
     from profiler_service.measure.protocol import Protocol

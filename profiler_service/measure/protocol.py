@@ -230,8 +230,3 @@ class Settler:
         slowed = slowdown(best, protocol) - 1 > protocol.max_slowdown
         self.stuck = self.stuck + 1 if slowed else 0
         return best
-
-
-def settled(measure: Callable[[], OpStats], protocol: Protocol) -> OpStats:
-    """One measurement settled with no memory of the ones before (``Settler``)."""
-    return Settler()(measure, protocol)

@@ -68,7 +68,7 @@ def test_the_garbage_collector_is_off_while_timing_and_restored_after():
 
 
 def test_disturbed_measurement_is_repeated_and_steadiest_kept():
-    from profiler_service.measure.protocol import settled, spread
+    from profiler_service.measure.protocol import Settler, spread
 
     results = iter([summarize([1.0, 1.0, 2.0, 3.0]), summarize([1.0, 1.02, 1.01, 1.0]), summarize([9.0, 1.0])])
     calls = []
@@ -77,12 +77,11 @@ def test_disturbed_measurement_is_repeated_and_steadiest_kept():
         calls.append(1)
         return next(results)
 
-    stats = settled(measure, Protocol(max_spread=0.3, retries=2, retry_wait_s=0))
+    stats = Settler()(measure, Protocol(max_spread=0.3, retries=2, retry_wait_s=0))
     assert len(calls) == 2 and spread(stats) <= 0.3
 
-    always_noisy = settled(lambda: summarize([1.0, 2.0, 3.0]), Protocol(retries=1, retry_wait_s=0))
+    always_noisy = Settler()(lambda: summarize([1.0, 2.0, 3.0]), Protocol(retries=1, retry_wait_s=0))
     assert spread(always_noisy) > 0.3  # the steadiest of the tries, flagged by its own p10/p90
-
 
 
 def _timed_at(ref_ms: float, median_ms: float = 1.0) -> OpStats:
