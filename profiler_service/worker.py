@@ -29,6 +29,7 @@ from profiler_service.settings import Settings
 from shared.schemas import OpStats
 
 if TYPE_CHECKING:  # the engine's modules load numpy; the worker loads them only when it runs a job
+    from profiler_service.measure.nominal import BurstStats
     from profiler_service.measure.protocol import Protocol
 
 log = logging.getLogger(__name__)
@@ -210,20 +211,21 @@ class Worker:
             quiet = row.nominal_ms if row is not None and row.source == D.BURST else None
         return dataclasses.replace(self.settings.protocol, quiet_ref_ms=quiet)
 
-    def _nominal_hook(self, params: dict) -> Callable[[OpStats], None] | None:
-        """Before this worker's first job on a configuration and reference (and hourly), the child times
-        the reference alone and the quiet-speed estimate goes to the store (services/drift.py), ahead of
-        any result."""
+    def _nominal_hook(self, params: dict) -> Callable[[BurstStats], None] | None:
+        """Before this worker's first job on a configuration and reference (and the first after each
+        ``nominal_refresh_s``), the child times the reference alone and the quiet-speed estimate goes to the
+        store (services/drift.py), ahead of any result."""
         cfg = (params["backend"], int(params["threads"]), self.reference(params))
         last = self._nominal_at.get(cfg)
         if last is not None and time.monotonic() - last < self.settings.nominal_refresh_s:
             return None
 
-        def on_nominal(stats: OpStats) -> None:
+        def on_nominal(stats: BurstStats) -> None:
             with self.db.session() as s:
-                row = D.record_quiet(s, self.device_id, cfg[0], cfg[1], stats.median_ms, reference=cfg[2])
-                log.info("nominal %s/%d threads/%s: burst %.3f ms -> nominal %.3f ms (v%d)", *cfg,
-                         stats.median_ms, row.nominal_ms, row.version)
+                row = D.record_quiet(s, self.device_id, cfg[0], cfg[1], stats.median_ms, reference=cfg[2],
+                                     others_cores=stats.others_cores)
+                log.info("nominal %s/%d threads/%s: burst %.3f ms (others busy on %s cores) -> nominal %.3f ms "
+                         "(v%d)", *cfg, stats.median_ms, stats.others_cores, row.nominal_ms, row.version)
             self._nominal_at[cfg] = time.monotonic()
         return on_nominal
 

@@ -16,7 +16,8 @@ was therefore both early (2-5% under the speed a network shows over a minute, so
 ~5% fast) and unrepeatable (two fresh services 7% apart). The burst now lasts at least
 ``protocol.nominal_s`` (20 s by default: longer than the wander's period) and reads the lower quartile of
 its block medians, which a quarter of the burst in quiet blocks still reaches when the rest is busy. The
-store keeps the quietest estimate seen (``services/drift.py``).
+store takes a quieter estimate at once, and a slower one only from a burst that no other process shared
+(``BurstStats.others_cores``, ``services/drift.py``): then the device itself runs slower now.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 from profiler_service.measure.protocol import Protocol
+from profiler_service.measure.tenants import OthersWatch
 from shared.schemas import OpStats
 
 LABEL = "__nominal__"  # the burst's result label in the child's stream (never an op key)
@@ -33,6 +35,12 @@ BLOCK_RUNS = 15
 BLOCKS = 12  # at least, however short nominal_s
 WARMUP_RUNS = 10
 QUANTILE = 0.25
+
+
+class BurstStats(OpStats):
+    """A burst's statistics, and how many cores other processes kept busy meanwhile (None: unknown)."""
+
+    others_cores: float | None = None
 
 
 def quiet_ms(samples_ms: np.ndarray | list[float], block: int = BLOCK_RUNS, quantile: float = QUANTILE) -> float:
@@ -47,7 +55,7 @@ def quiet_ms(samples_ms: np.ndarray | list[float], block: int = BLOCK_RUNS, quan
 
 
 def burst(reference: Callable[[], object], timer: Callable[[], float], protocol: Protocol,
-          filler: Callable[[], object] | None = None) -> OpStats:
+          filler: Callable[[], object] | None = None) -> BurstStats:
     """Time the reference for at least ``BLOCKS`` blocks and ``protocol.nominal_s`` seconds, in whole blocks;
     ``median_ms`` is the quiet-speed estimate, the rest describe the burst.
 
@@ -61,6 +69,7 @@ def burst(reference: Callable[[], object], timer: Callable[[], float], protocol:
     for _ in range(WARMUP_RUNS):
         reference()
     samples: list[float] = []
+    others = OthersWatch()
     start = timer()
     while len(samples) < BLOCKS * BLOCK_RUNS or len(samples) % BLOCK_RUNS or timer() - start < protocol.nominal_s:
         if filler is not None:
@@ -78,6 +87,6 @@ def burst(reference: Callable[[], object], timer: Callable[[], float], protocol:
         samples.append((timer() - t0) * 1e3)
     a = np.asarray(samples)
     q = quiet_ms(a)
-    return OpStats(median_ms=q, mean_ms=float(a.mean()), std_ms=float(a.std(ddof=1)),
-                   p10_ms=float(np.percentile(a, 10)), p90_ms=float(np.percentile(a, 90)), count=len(a),
-                   ref_ms=q)
+    return BurstStats(median_ms=q, mean_ms=float(a.mean()), std_ms=float(a.std(ddof=1)),
+                      p10_ms=float(np.percentile(a, 10)), p90_ms=float(np.percentile(a, 90)), count=len(a),
+                      ref_ms=q, others_cores=others.cores())

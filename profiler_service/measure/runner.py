@@ -18,6 +18,7 @@ from pathlib import Path
 
 from profiler_service.measure.backends import available_backends
 from profiler_service.measure.nominal import LABEL as NOMINAL_LABEL
+from profiler_service.measure.nominal import BurstStats
 from profiler_service.measure.protocol import Protocol
 from profiler_service.measure.reference import NAME as DEFAULT_REFERENCE
 from shared.schemas import OpStats
@@ -34,7 +35,7 @@ class MeasureError(RuntimeError):
 def _run(tasks: list[list], *, backend: str, threads: int, batch: int, protocol: Protocol,
          cache_dir: str | Path, on_result: Callable[[str, OpStats], None],
          should_cancel: Callable[[], bool] = lambda: False,
-         on_nominal: Callable[[OpStats], None] | None = None, reference: str = DEFAULT_REFERENCE) -> bool:
+         on_nominal: Callable[[BurstStats], None] | None = None, reference: str = DEFAULT_REFERENCE) -> bool:
     """True when every task finished, False when cancelled; MeasureError when the child failed.
 
     With ``on_nominal`` (and a drift reference), the child first times the reference alone in a burst
@@ -70,7 +71,7 @@ def _run(tasks: list[list], *, backend: str, threads: int, batch: int, protocol:
             if kind == "error":
                 raise MeasureError(f"{label}: {payload}" if label else payload)
             if kind == "result" and label == NOMINAL_LABEL and on_nominal is not None:
-                on_nominal(OpStats(**payload))
+                on_nominal(BurstStats(**payload))
                 continue
             on_result(label, OpStats(**payload))
     finally:
@@ -85,7 +86,7 @@ def _run(tasks: list[list], *, backend: str, threads: int, batch: int, protocol:
 def measure_ops(keys: list[str], *, backend: str, threads: int, batch: int, protocol: Protocol,
                 cache_dir: str | Path, on_result: Callable[[str, OpStats], None],
                 should_cancel: Callable[[], bool] = lambda: False,
-                on_nominal: Callable[[OpStats], None] | None = None, reference: str = DEFAULT_REFERENCE) -> bool:
+                on_nominal: Callable[[BurstStats], None] | None = None, reference: str = DEFAULT_REFERENCE) -> bool:
     """Measure each op key in turn; ``on_result`` gets each as it lands."""
     return _run([["op", k] for k in keys], backend=backend, threads=threads, batch=batch, protocol=protocol,
                 cache_dir=cache_dir, on_result=on_result, should_cancel=should_cancel, on_nominal=on_nominal,
@@ -94,7 +95,7 @@ def measure_ops(keys: list[str], *, backend: str, threads: int, batch: int, prot
 
 def measure_network(keys: list[str], *, backend: str, threads: int, batch: int, protocol: Protocol,
                     cache_dir: str | Path, should_cancel: Callable[[], bool] = lambda: False,
-                    on_nominal: Callable[[OpStats], None] | None = None,
+                    on_nominal: Callable[[BurstStats], None] | None = None,
                     reference: str = DEFAULT_REFERENCE) -> OpStats:
     """Measure a whole network built from its ordered op keys, end to end, with the same protocol."""
     out: list[OpStats] = []
@@ -109,7 +110,7 @@ def measure_network(keys: list[str], *, backend: str, threads: int, batch: int, 
 def measure_networks(nets: dict[str, list[str]], *, backend: str, threads: int, batch: int, protocol: Protocol,
                      cache_dir: str | Path, on_result: Callable[[str, OpStats], None],
                      should_cancel: Callable[[], bool] = lambda: False,
-                     on_nominal: Callable[[OpStats], None] | None = None,
+                     on_nominal: Callable[[BurstStats], None] | None = None,
                      reference: str = DEFAULT_REFERENCE) -> bool:
     """Measure several whole networks (label -> ordered op keys) in one child; ``on_result`` per network."""
     return _run([["net", label, list(keys)] for label, keys in nets.items()], backend=backend, threads=threads,

@@ -6,9 +6,12 @@ is the reference's quiet latency, estimated by each worker from a burst of the r
 first job on a configuration and reference (``measure/nominal.py``). Each job is timed against the reference
 matched to its space and resolution (``measure/reference.py``); every nominal, and every figure, names its
 reference, so a quieter nominal rescales only the figures timed against it. The store keeps the quietest
-estimate: a burst that finds the device quieter than believed (by more than ``TOLERANCE``) makes a new
-version, and every figure of that configuration and reference is rescaled to it, so tables and networks
-measured at any time share one clock and the tables' ETags change with them. A busier burst changes nothing:
+estimate, and follows the device: a burst that finds the device quieter than believed (by more than
+``TOLERANCE``) makes a new version, and so does a slower burst that no other process shared (a VM's host
+wanders: this one ran 10% slower for an hour, and a nominal kept from the fast hour served every figure
+3-8% under what the device then gave). Every figure of that configuration and reference is rescaled to the
+new version, so tables and networks measured at any time share one clock, the device's speed as last
+seen, and the tables' ETags change with them. A slower burst that another process shared changes nothing:
 the device was not slower, only shared. Each stored figure names its ``nominal_ms``; the raw figure stays
 recoverable (``median_ms * ref_ms / nominal_ms``).
 
@@ -29,8 +32,11 @@ from shared.schemas import OpStats
 
 SCALED = ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms")
 BURST, FIRST = "burst", "first-observation"
-# Burst estimates of one quiet device differ by about 1%; a new version only for a clearly quieter one.
+# Burst estimates of one quiet device differ by about 1%; a new version only for a clearly different one.
 TOLERANCE = 0.02
+# Other processes busy on fewer cores than this on average through a burst (the service's own threads,
+# a client polling it) leave the reference its core: a slower burst then is the device, not a tenant.
+UNSHARED_CORES = 0.25
 
 
 def _where(device_id: int, backend: str, threads: int, reference: str) -> tuple:
@@ -66,15 +72,19 @@ def nominal_ms(session: Session, device_id: int, backend: str, threads: int, obs
 
 
 def record_quiet(session: Session, device_id: int, backend: str, threads: int, estimate_ms: float,
-                 reference: str = REFERENCE) -> DriftReference:
-    """Take a burst's quiet-speed estimate: the first, or a quieter one, becomes the nominal (rescaling)."""
+                 reference: str = REFERENCE, others_cores: float | None = None) -> DriftReference:
+    """Take a burst's quiet-speed estimate: the first, or a quieter one, becomes the nominal (rescaling); so
+    does a slower one from a burst no other process shared (``others_cores`` at most ``UNSHARED_CORES``),
+    since then the device itself runs slower now."""
     row = current(session, device_id, backend, threads, reference)
     if row is None:
         row = _insert(session, device_id, backend, threads, reference, estimate_ms, BURST)
         if row is not None:
             return row
         row = current(session, device_id, backend, threads, reference)
-    if row.source == BURST and estimate_ms >= row.nominal_ms * (1 - TOLERANCE):
+    unshared = others_cores is not None and others_cores <= UNSHARED_CORES
+    slower = estimate_ms > row.nominal_ms * (1 + TOLERANCE)
+    if row.source == BURST and estimate_ms >= row.nominal_ms * (1 - TOLERANCE) and not (slower and unshared):
         return row
     old = row.nominal_ms
     row.nominal_ms, row.source, row.version, row.updated_at = estimate_ms, BURST, row.version + 1, utcnow()

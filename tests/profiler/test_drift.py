@@ -88,12 +88,32 @@ def test_only_a_clearly_quieter_burst_makes_a_new_version(db: Database, device_i
     with db.session() as s:
         assert D.record_quiet(s, device_id, "onnxruntime", 1, 2.0).version == 1
         assert D.record_quiet(s, device_id, "onnxruntime", 1, 2.6).nominal_ms == 2.0  # busier: shared, not slower
+        assert D.record_quiet(s, device_id, "onnxruntime", 1, 2.6, others_cores=0.9).nominal_ms == 2.0  # shared
         assert D.record_quiet(s, device_id, "onnxruntime", 1, 1.99).version == 1  # within the noise
         row = D.record_quiet(s, device_id, "onnxruntime", 1, 1.8)
         assert (row.nominal_ms, row.version) == (1.8, 2)
         # a later result is scaled to the current nominal
         assert D.normalise(s, _stats(9.0, 2.7), device_id=device_id, backend="onnxruntime",
                            threads=1).median_ms == pytest.approx(6.0)
+
+
+def test_a_slower_burst_no_one_shared_moves_the_nominal_and_every_figure_with_it(db: Database, device_id: int):
+    """The device itself runs slower (a VM's host gave it less): the figures follow, so served milliseconds
+    stay what the device gives now."""
+    from profiler_service.services import tables as T
+
+    with db.session() as s:
+        D.record_quiet(s, device_id, "onnxruntime", 1, 2.0)
+        table, net = _table_with_entry(s, device_id, 10.0, 2.0)
+        table_id, net_id = table.id, net.id
+    with db.session() as s:
+        assert D.record_quiet(s, device_id, "onnxruntime", 1, 2.03, others_cores=0.0).version == 1  # the noise
+        row = D.record_quiet(s, device_id, "onnxruntime", 1, 2.2, others_cores=0.05)
+        assert (row.nominal_ms, row.version) == (2.2, 2)
+    with db.session() as s:
+        assert T.entries(s, table_id)[KEY].median_ms == pytest.approx(11.0)
+        assert s.get(Network, net_id).median_ms == pytest.approx(11.0)
+        assert D.record_quiet(s, device_id, "onnxruntime", 1, 2.0, others_cores=None).version == 3  # faster again
 
 
 CIFAR_REF = "proxyless-cifar@32/3x3_SepConv/warm3"
