@@ -12,7 +12,7 @@
 blocks of runs (the estimator the nominal uses, measure/nominal.py quiet_ms): on a machine other tenants
 keep busy, the plain median is the busy speed, not the quiet one. The load average is printed with the figures.
 
-    .venv/bin/python bench/nominal.py [--resolution 160] [--nets 10] [--seed 11] [--direct-s 4] [--direct-rounds 8]
+    .venv/bin/python bench/nominal.py [--resolution 160] [--nets 10] [--seed 11] [--direct-s 4] [--direct-rounds 16]
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def main() -> None:
     p.add_argument("--nets", type=int, default=10)
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--direct-s", type=float, default=4.0, help="seconds of direct runs per network")
-    p.add_argument("--direct-rounds", type=int, default=8, help="turns the networks take (1: back to back)")
+    p.add_argument("--direct-rounds", type=int, default=16, help="turns the networks take (1: back to back)")
     args = p.parse_args()
     space = get_space(args.space, args.resolution)
     archs = [make_arch(space, c) for c in sample_choices(space, args.nets, args.seed)]

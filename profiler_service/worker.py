@@ -29,7 +29,7 @@ from profiler_service.settings import Settings
 from shared.schemas import OpStats
 
 if TYPE_CHECKING:  # the engine's modules load numpy; the worker loads them only when it runs a job
-    from profiler_service.measure.nominal import BurstStats
+    from profiler_service.measure.nominal import BurstStats, RecentBursts
     from profiler_service.measure.protocol import Protocol
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class Worker:
         self._current_job: str | None = None
         # (backend, threads, reference) -> when this worker last timed that reference alone (its nominal)
         self._nominal_at: dict[tuple[str, int, str], float] = {}
+        self._bursts: dict[tuple[str, int, str], RecentBursts] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         LIVE_WORKERS[self.id] = None
@@ -220,12 +221,18 @@ class Worker:
         if last is not None and time.monotonic() - last < self.settings.nominal_refresh_s:
             return None
 
+        from profiler_service.measure.nominal import RecentBursts
+
         def on_nominal(stats: BurstStats) -> None:
+            # the bursts of the last three refresh periods, pooled: a swing of seconds does not move it
+            recent = self._bursts.setdefault(cfg, RecentBursts(3 * self.settings.nominal_refresh_s))
+            estimate = recent.add(time.monotonic(), stats)
             with self.db.session() as s:
-                row = D.record_quiet(s, self.device_id, cfg[0], cfg[1], stats.median_ms, reference=cfg[2],
+                row = D.record_quiet(s, self.device_id, cfg[0], cfg[1], estimate, reference=cfg[2],
                                      others_cores=stats.others_cores)
-                log.info("nominal %s/%d threads/%s: burst %.3f ms (others busy on %s cores) -> nominal %.3f ms "
-                         "(v%d)", *cfg, stats.median_ms, stats.others_cores, row.nominal_ms, row.version)
+                log.info("nominal %s/%d threads/%s: burst %.3f ms, recent bursts %.3f ms (others busy on %s cores)"
+                         " -> nominal %.3f ms (v%d)", *cfg, stats.median_ms, estimate, stats.others_cores,
+                         row.nominal_ms, row.version)
             self._nominal_at[cfg] = time.monotonic()
         return on_nominal
 

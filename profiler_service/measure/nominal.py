@@ -38,20 +38,46 @@ QUANTILE = 0.25
 
 
 class BurstStats(OpStats):
-    """A burst's statistics, and how many cores other processes kept busy meanwhile (None: unknown)."""
+    """A burst's statistics, its block medians, and how many cores other processes kept busy meanwhile
+    (None: unknown)."""
 
     others_cores: float | None = None
+    blocks_ms: list[float] = []
+
+
+class RecentBursts:
+    """The quiet speed over the bursts of the last ``window_s``: the lower quartile of all their blocks.
+
+    One burst is 20 s of a host that may swing: on session 11's VM, with nothing else running, 2 s
+    stretches of the reference ran 5.0-6.6 ms and successive 2 s bursts read 0.48-0.67 ms at 32 px. A
+    nominal set from the latest burst alone would follow every swing, rescaling every table back and
+    forth; pooled over a few bursts it moves when the device has been slower for minutes, not seconds.
+    """
+
+    def __init__(self, window_s: float):
+        self.window_s = window_s
+        self._bursts: list[tuple[float, list[float]]] = []
+
+    def add(self, at_s: float, stats: BurstStats) -> float:
+        self._bursts = [(t, b) for t, b in self._bursts if at_s - t <= self.window_s]
+        self._bursts.append((at_s, list(stats.blocks_ms) or [stats.median_ms]))
+        blocks = [m for _, b in self._bursts for m in b]
+        return float(np.quantile(blocks, QUANTILE, method="lower"))
 
 
 def quiet_ms(samples_ms: np.ndarray | list[float], block: int = BLOCK_RUNS, quantile: float = QUANTILE) -> float:
     """The lower quartile of the medians of consecutive blocks: the speed of the burst's quieter stretches,
     one block median itself (not an interpolation between two)."""
+    medians = block_medians(samples_ms, block)
+    if len(medians) == 0:
+        return float(np.median(samples_ms))
+    return float(np.quantile(medians, quantile, method="lower"))
+
+
+def block_medians(samples_ms: np.ndarray | list[float], block: int = BLOCK_RUNS) -> np.ndarray:
     a = np.asarray(samples_ms, dtype=np.float64)
     n = len(a) // block
-    if n == 0:
-        return float(np.median(a))
-    medians = np.median(a[: n * block].reshape(n, block), axis=1)
-    return float(np.quantile(medians, quantile, method="lower"))
+    return np.median(a[: n * block].reshape(n, block), axis=1)
 
 
 def burst(reference: Callable[[], object], timer: Callable[[], float], protocol: Protocol,
@@ -89,4 +115,4 @@ def burst(reference: Callable[[], object], timer: Callable[[], float], protocol:
     q = quiet_ms(a)
     return BurstStats(median_ms=q, mean_ms=float(a.mean()), std_ms=float(a.std(ddof=1)),
                       p10_ms=float(np.percentile(a, 10)), p90_ms=float(np.percentile(a, 90)), count=len(a),
-                      ref_ms=q, others_cores=others.cores())
+                      ref_ms=q, others_cores=others.cores(), blocks_ms=block_medians(a).tolist())

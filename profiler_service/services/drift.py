@@ -5,15 +5,16 @@ A result carries ``ref_ms``, the reference network's median while it was being t
 is the reference's quiet latency, estimated by each worker from a burst of the reference alone before its
 first job on a configuration and reference (``measure/nominal.py``). Each job is timed against the reference
 matched to its space and resolution (``measure/reference.py``); every nominal, and every figure, names its
-reference, so a quieter nominal rescales only the figures timed against it. The store keeps the quietest
-estimate, and follows the device: a burst that finds the device quieter than believed (by more than
-``TOLERANCE``) makes a new version, and so does a slower burst that no other process shared (a VM's host
-wanders: this one ran 10% slower for an hour, and a nominal kept from the fast hour served every figure
-3-8% under what the device then gave). Every figure of that configuration and reference is rescaled to the
-new version, so tables and networks measured at any time share one clock, the device's speed as last
-seen, and the tables' ETags change with them. A slower burst that another process shared changes nothing:
-the device was not slower, only shared. Each stored figure names its ``nominal_ms``; the raw figure stays
-recoverable (``median_ms * ref_ms / nominal_ms``).
+reference, so a new nominal rescales only the figures timed against it. The store follows the device: an
+estimate quieter than the nominal (by more than ``TOLERANCE``) makes a new version, and so does a slower one
+when no other process shared the burst (the worker pools its recent bursts, ``measure/nominal.py
+RecentBursts``, so a swing of seconds moves nothing). A VM's host wanders: session 10's ran 10% slower
+within an hour, and a nominal kept from the fast minutes served every network 3-8% under what the device
+then gave. Every figure of that configuration and reference is rescaled to the new version, so tables and
+networks measured at any time share one clock, the device's recent quiet speed, and the tables' ETags
+change with them. A slower burst that another process shared changes nothing: the device was not slower,
+only shared. Each stored figure names its ``nominal_ms``; the raw figure stays recoverable
+(``median_ms * ref_ms / nominal_ms``).
 
 Where no burst has run yet (a nominal needed before any), the first result's reference fixes the nominal as
 before (``source='first-observation'``); the first burst replaces it.

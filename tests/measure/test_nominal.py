@@ -58,3 +58,31 @@ def test_without_filler_the_burst_is_back_to_back():
     state, timer, ref, _ = _clock()
     stats = burst(ref, timer, Protocol(nominal_s=0))
     assert stats.count == BLOCKS * BLOCK_RUNS and set(state["log"]) == {"r"}
+
+
+def _burst(*blocks: float):
+    from profiler_service.measure.nominal import BurstStats
+
+    return BurstStats(median_ms=min(blocks), mean_ms=1, std_ms=0, p10_ms=1, p90_ms=1, count=1, blocks_ms=list(blocks))
+
+
+def test_recent_bursts_pool_their_blocks_so_a_swing_of_one_burst_does_not_move_the_estimate():
+    from profiler_service.measure.nominal import RecentBursts
+
+    recent = RecentBursts(window_s=900)
+    assert recent.add(0, _burst(*[5.0] * 12)) == 5.0
+    assert recent.add(300, _burst(*[6.5] * 12)) == 5.0  # slow bursts: the earlier quiet blocks still count
+    assert recent.add(600, _burst(*[6.5] * 12)) == 5.0
+    assert recent.add(1000, _burst(*[6.5] * 12)) == 6.5  # slow for the whole window: the device is slower
+    assert recent.add(2000, _burst(*[5.2] * 12)) == 5.2  # the old bursts have left the window
+
+
+def test_the_burst_hands_on_its_block_medians():
+    state = {"t": 0.0}
+
+    def ref():
+        state["t"] += 0.004
+
+    stats = burst(ref, lambda: state["t"], Protocol(nominal_s=1.0))
+    assert len(stats.blocks_ms) == stats.count // BLOCK_RUNS
+    assert stats.blocks_ms == pytest.approx([4.0] * len(stats.blocks_ms))
