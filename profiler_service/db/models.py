@@ -145,8 +145,9 @@ class Network(Base):
 class DriftReference(Base):
     """The nominal latency of a drift reference for one device, backend and thread count: results are
     scaled to it (``services/drift.py``). Estimated from a burst of the reference alone (its quietest
-    stretch, ``measure/nominal.py``); a quieter estimate later makes a new version, and stored figures
-    are rescaled to it, so every table and network of this configuration shares one clock."""
+    stretches, ``measure/nominal.py``); a quieter estimate later, or a slower one the device itself shows
+    (``services/drift.py record_quiet``), makes a new version, and stored figures are rescaled to it, so
+    every table and network of this configuration shares one clock."""
 
     __tablename__ = "drift_references"
 
