@@ -83,9 +83,10 @@ def record_quiet(session: Session, device_id: int, backend: str, threads: int, e
         if row is not None:
             return row
         row = current(session, device_id, backend, threads, reference)
+    quieter = estimate_ms < row.nominal_ms * (1 - TOLERANCE)
     unshared = others_cores is not None and others_cores <= UNSHARED_CORES
-    slower = estimate_ms > row.nominal_ms * (1 + TOLERANCE)
-    if row.source == BURST and estimate_ms >= row.nominal_ms * (1 - TOLERANCE) and not (slower and unshared):
+    device_slower = unshared and estimate_ms > row.nominal_ms * (1 + TOLERANCE)
+    if row.source == BURST and not (quieter or device_slower):
         return row
     old = row.nominal_ms
     row.nominal_ms, row.source, row.version, row.updated_at = estimate_ms, BURST, row.version + 1, utcnow()
