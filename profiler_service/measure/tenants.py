@@ -16,6 +16,9 @@ PROC_STAT = Path("/proc/stat")
 # /proc/stat's aggregate "cpu" line: user nice system idle iowait irq softirq steal ...; guest time is
 # already inside user. Steal is the host's doing, not a process on this machine, so it is left out.
 _BUSY_FIELDS = (0, 1, 2, 5, 6)
+# Other processes busy on fewer cores than this on average through a stretch (the service's own threads,
+# a client polling it) leave the timed workload its core: what it read is the device alone.
+UNSHARED_CORES = 0.25
 
 
 def _machine_busy_s() -> float | None:
@@ -44,3 +47,8 @@ class OthersWatch:
         if busy is None or self._busy is None or wall <= 0:
             return None
         return max(0.0, (busy - self._busy) - (_own_s() - self._own)) / wall
+
+
+def unshared(cores: float | None) -> bool:
+    """Whether a stretch that others kept busy on ``cores`` (None: unknown) had the device to itself."""
+    return cores is not None and cores <= UNSHARED_CORES

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from profiler_service.db.models import DriftReference, Measurement, Network, Table, utcnow
 from profiler_service.measure.reference import NAME as REFERENCE
+from profiler_service.measure.tenants import unshared
 from profiler_service.services import tables as T
 from shared.schemas import OpStats
 
@@ -35,9 +36,6 @@ SCALED = ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms")
 BURST, FIRST = "burst", "first-observation"
 # Burst estimates of one quiet device differ by about 1%; a new version only for a clearly different one.
 TOLERANCE = 0.02
-# Other processes busy on fewer cores than this on average through a burst (the service's own threads,
-# a client polling it) leave the reference its core: a slower burst then is the device, not a tenant.
-UNSHARED_CORES = 0.25
 
 
 def _where(device_id: int, backend: str, threads: int, reference: str) -> tuple:
@@ -75,7 +73,7 @@ def nominal_ms(session: Session, device_id: int, backend: str, threads: int, obs
 def record_quiet(session: Session, device_id: int, backend: str, threads: int, estimate_ms: float,
                  reference: str = REFERENCE, others_cores: float | None = None) -> DriftReference:
     """Take a burst's quiet-speed estimate: the first, or a quieter one, becomes the nominal (rescaling); so
-    does a slower one from a burst no other process shared (``others_cores`` at most ``UNSHARED_CORES``),
+    does a slower one from a burst no other process shared (``measure/tenants.py unshared``),
     since then the device itself runs slower now."""
     row = current(session, device_id, backend, threads, reference)
     if row is None:
@@ -84,8 +82,7 @@ def record_quiet(session: Session, device_id: int, backend: str, threads: int, e
             return row
         row = current(session, device_id, backend, threads, reference)
     quieter = estimate_ms < row.nominal_ms * (1 - TOLERANCE)
-    unshared = others_cores is not None and others_cores <= UNSHARED_CORES
-    device_slower = unshared and estimate_ms > row.nominal_ms * (1 + TOLERANCE)
+    device_slower = unshared(others_cores) and estimate_ms > row.nominal_ms * (1 + TOLERANCE)
     if row.source == BURST and not (quieter or device_slower):
         return row
     old = row.nominal_ms

@@ -60,10 +60,11 @@ def test_without_filler_the_burst_is_back_to_back():
     assert stats.count == BLOCKS * BLOCK_RUNS and set(state["log"]) == {"r"}
 
 
-def _burst(*blocks: float):
+def _burst(*blocks: float, others: float | None = None):
     from profiler_service.measure.nominal import BurstStats
 
-    return BurstStats(median_ms=min(blocks), mean_ms=1, std_ms=0, p10_ms=1, p90_ms=1, count=1, blocks_ms=list(blocks))
+    return BurstStats(median_ms=min(blocks), mean_ms=1, std_ms=0, p10_ms=1, p90_ms=1, count=1, blocks_ms=list(blocks),
+                      others_cores=others)
 
 
 def test_recent_bursts_pool_their_blocks_so_a_swing_of_one_burst_does_not_move_the_estimate():
@@ -86,3 +87,32 @@ def test_the_burst_hands_on_its_block_medians():
     stats = burst(ref, lambda: state["t"], Protocol(nominal_s=1.0))
     assert len(stats.blocks_ms) == stats.count // BLOCK_RUNS
     assert stats.blocks_ms == pytest.approx([4.0] * len(stats.blocks_ms))
+
+
+def test_recent_bursts_read_the_median_where_the_device_was_alone_and_the_lower_quartile_where_shared():
+    from profiler_service.measure.nominal import RecentBursts
+
+    wander = [3.0, 3.1, 3.2, 3.3, 3.4, 3.5, 3.6, 3.7]  # the host's own spread: the device's speed is its middle
+    alone = RecentBursts(window_s=900)
+    assert alone.add(0, _burst(*wander, others=0.01)) == 3.3
+    shared = RecentBursts(window_s=900)
+    assert shared.add(0, _burst(*wander, others=1.0)) == 3.1  # the slow blocks may be another process's
+    assert shared.add(300, _burst(*[3.4] * 8, others=0.0)) == 3.4  # once a burst had it alone, only those count
+    assert RecentBursts(window_s=900).add(0, _burst(*wander)) == 3.1  # unknown sharing: as if shared
+
+
+def test_a_burst_reads_the_median_of_its_blocks_when_nothing_else_ran(monkeypatch):
+    from profiler_service.measure import nominal
+
+    state = {"t": 0.0, "n": 0}
+
+    def ref():  # the host wanders: stretches of two blocks at 3, 4, then 5 ms, over and over
+        state["n"] += 1
+        state["t"] += (0.003, 0.004, 0.005)[(state["n"] // (2 * BLOCK_RUNS)) % 3]
+
+    monkeypatch.setattr(nominal.OthersWatch, "cores", lambda self: 0.0)
+    alone = burst(ref, lambda: state["t"], Protocol(nominal_s=1.0))
+    monkeypatch.setattr(nominal.OthersWatch, "cores", lambda self: 1.5)
+    shared = burst(ref, lambda: state["t"], Protocol(nominal_s=1.0))
+    assert alone.median_ms == pytest.approx(4.0)  # the device's speed, its wander included
+    assert shared.median_ms == pytest.approx(3.0)  # the quiet stretches: the slow ones may be another process's
