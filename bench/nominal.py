@@ -9,8 +9,9 @@
    between the two, the sums agree on one clock (A's scaled by B's nominal over A's), which is printed too.
 
 "Direct" is reported twice: the plain median of all runs, and the lower quartile of the medians of
-blocks of runs (the estimator the nominal uses, measure/nominal.py quiet_ms): on a machine other tenants
-keep busy, the plain median is the busy speed, not the quiet one. The load average is printed with the figures.
+blocks of runs (the estimator the nominal uses where other processes shared its burst, measure/nominal.py
+quiet_ms): on a machine other tenants keep busy, the plain median is the busy speed, not the quiet one.
+The load average is printed with the figures.
 Around the direct runs the bench times the service's nominal burst itself (same reference, filler and
 estimator): where the host's own speed moved between the service's burst and the direct runs (a VM's host
 drifts by a few percent over tens of minutes), the served figures are also compared on that clock.

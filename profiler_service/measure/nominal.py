@@ -5,9 +5,8 @@ Results are stored as ``stats * nominal_ms / ref_ms`` (``services/drift.py``). F
 serves to be the device's real speed, ``nominal_ms`` must be the reference's latency when nothing else
 runs: not its first observation, which on a shared machine may fall in a slow stretch (one table served
 54.9 ms for a network that ran at 43.0 ms). So each worker, before its first job on a configuration and
-reference, times the reference in a dedicated burst of short blocks and takes a low quantile of the block
-medians: a block the other tenants left alone runs at the quiet speed, and its median (not a single run)
-is that speed without the luck of one fast run.
+reference, times the reference in a dedicated burst of short blocks and reads the speed from the block
+medians (below): a block's median, not a single run, is a speed without the luck of one fast run.
 
 How long and which quantile: a VM's host wanders by itself. On the session-8 EPYC host, with nothing
 else running in the VM, the reference's speed moved ~4% over tens of seconds; eight ~11 s bursts gave
@@ -59,7 +58,7 @@ class RecentBursts:
     Which statistic: with nothing else running the spread of the blocks is the device's own (the host's
     wander), and a network measured then, or timed directly, sees all of it: its median is the device's
     speed, and the lower quartile sits ~2% under it (session 12: the blocks' median 1.8-2.4% over their
-    lower quartile; every served network 4-8% under its direct median). Only where other processes shared
+    lower quartile; every served network 3-8% under its direct median). Only where other processes shared
     a burst are its slow blocks theirs, and the lower quartile keeps to the quiet stretches.
     """
 
