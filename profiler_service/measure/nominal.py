@@ -70,8 +70,8 @@ class RecentBursts:
         self._bursts = [b for b in self._bursts if at_s - b[0] <= self.window_s]
         self._bursts.append((at_s, list(stats.blocks_ms) or [stats.median_ms], unshared(stats.others_cores)))
         alone = [m for _, blocks, ok in self._bursts if ok for m in blocks]
-        return quiet_speed(alone, alone=True) if alone else quiet_speed(
-            [m for _, blocks, _ in self._bursts for m in blocks], alone=False)
+        pool = alone or [m for _, blocks, _ in self._bursts for m in blocks]
+        return quiet_speed(pool, alone=bool(alone))
 
 
 def quiet_speed(blocks_ms: list[float] | np.ndarray, *, alone: bool) -> float:
@@ -80,13 +80,13 @@ def quiet_speed(blocks_ms: list[float] | np.ndarray, *, alone: bool) -> float:
     return float(np.quantile(blocks_ms, 0.5 if alone else QUANTILE, method="lower"))
 
 
-def quiet_ms(samples_ms: np.ndarray | list[float], block: int = BLOCK_RUNS, quantile: float = QUANTILE) -> float:
-    """The lower quartile of the medians of consecutive blocks: the speed of the burst's quieter stretches,
-    one block median itself (not an interpolation between two)."""
-    medians = block_medians(samples_ms, block)
+def quiet_ms(samples_ms: np.ndarray | list[float]) -> float:
+    """Raw runs read as a shared burst is: the lower quartile of the medians of consecutive blocks, the
+    speed of the quieter stretches (the plain median under one block)."""
+    medians = block_medians(samples_ms)
     if len(medians) == 0:
         return float(np.median(samples_ms))
-    return float(np.quantile(medians, quantile, method="lower"))
+    return quiet_speed(medians, alone=False)
 
 
 def block_medians(samples_ms: np.ndarray | list[float], block: int = BLOCK_RUNS) -> np.ndarray:
