@@ -2,7 +2,8 @@
 
 Prints the number of unique specs, the wall time of each pass (the first includes ONNX export into a
 fresh cache), and over keys the median and p90 of |a - b| / mean between the passes: raw, and
-drift-corrected to one nominal (each op scaled by the drift reference timed with it), and as two fresh
+drift-corrected to one nominal (each op scaled by the drift reference timed with it: the space's
+reference op, as the service times a profile), and as two fresh
 services would serve them: each pass scaled to its own quiet nominal, from the burst of the reference
 alone its benchmark process times first (measure/nominal.py).
 
@@ -19,7 +20,7 @@ import time
 import numpy as np
 
 from profiler_service.measure.protocol import Protocol
-from profiler_service.measure.reference import name_for
+from profiler_service.measure.reference import op_name_for
 from profiler_service.measure.runner import measure_ops
 from profiler_service.services.drift import to_nominal
 from shared.schemas import OpStats
@@ -34,7 +35,7 @@ def one_pass(keys: list[str], args, cache_dir: str) -> tuple[dict[str, OpStats],
     measure_ops(keys, backend=args.backend, threads=args.threads, batch=args.batch,
                 protocol=Protocol(rel_ci=args.rel_ci, budget_s=args.budget_s), cache_dir=cache_dir,
                 on_result=out.__setitem__, on_nominal=nominal.append,
-                reference=name_for(args.space, args.resolution))  # as the service times a space's profile
+                reference=op_name_for(args.space, args.resolution))  # as the service times a space's profile
     return out, time.perf_counter() - t0, nominal[0].median_ms if nominal else None
 
 

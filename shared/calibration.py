@@ -22,7 +22,7 @@ lowest leave-one-out error on the calibration networks is kept (a simpler one wi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -71,6 +71,15 @@ class Calibration:
 
     def predict(self, keys: Sequence[str], table: Mapping[str, float]) -> float:
         return self.intercept_ms + sum(self.op_ms(k, table[k]) for k in keys)
+
+    def rescaled(self, *, inputs: float = 1.0, outputs: float = 1.0) -> Calibration:
+        """The same model once the table's figures were scaled by ``inputs`` and the networks' it was fitted on
+        by ``outputs`` (a new nominal of the reference they were timed against): it predicts ``outputs`` times
+        what it did from the scaled table."""
+        k = outputs / inputs
+        return replace(self, intercept_ms=self.intercept_ms * outputs, scale=self.scale * k,
+                       group_scales={g: v * k for g, v in self.group_scales.items()},
+                       per_op_ms=self.per_op_ms * outputs)
 
     def to_dict(self) -> dict:
         return {"form": self.form, "model": self.model, "version": self.version,

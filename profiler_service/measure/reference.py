@@ -14,8 +14,18 @@ slow-down is not uniform across sizes: in one slow stretch a 96 px reference slo
 160 px network slowed by 45%; with neighbours loading the memory system a 160 px reference slowed by
 6% while 0.3 ms CIFAR nets did not (bench/reference_context.py: against a reference of their own space
 and resolution, 24/24 nets within 3% of their speed alone, against the 160 px one 17/24). So a job
-that names its space (a profile of a space, a network, a calibration) is timed against the *matched*
-reference of that space, resolution and width; a list of bare keys against the default one.
+that names its space is timed against the *matched* reference of that space, resolution and width.
+
+Matched in size too: a whole network for a network (a network measured, a calibration's networks), one op
+of it for an op (a profile). On session 13's host (224 px, 50 rounds of 0.25 s medians, the reference and
+eight ops of the space taking turns) the whole reference wandered 5.7% (std) and three random networks
+of the space 5.4-5.6% with it (correlation ~0.8), while each op alone wandered 1.2-1.4%: the slow-down
+weighed on whole networks' working sets, not on one op's. Divided by the whole reference, the ops came
+out noisier than raw (5.9% against 1.45%), and two profile passes agreed to a median 3.8% where their
+raw times agreed to 0.8%; divided by the reference op (3x3 MBConv3 of the middle layer alone), 1.4%, and
+two passes to 0.56% (p90 1.41%). Where everything slows together (a host taking the core away), the
+op-sized reference slows with the ops all the same. A profile of bare keys is timed against the default
+space's reference op (``op_name_for(None)``).
 """
 
 from __future__ import annotations
@@ -33,14 +43,15 @@ NAME = "proxyless-mobile@160/3x3_MBConv3/warm3"
 _WARM = "warm3"
 # The op each space's reference repeats: mid-size among its candidates, in every layer of the space.
 _OPS = {"proxyless-mobile": "3x3_MBConv3", "proxyless-cifar": "3x3_SepConv"}
-_PATTERN = re.compile(r"^(?P<space>[a-z0-9-]+)@(?P<res>\d+)(?:x(?P<width>\d+(?:\.\d+)?))?/(?P<op>[A-Za-z0-9_]+)/"
-                      + _WARM + "$")
+_PATTERN = re.compile(r"^(?P<space>[a-z0-9-]+)@(?P<res>\d+)(?:x(?P<width>\d+(?:\.\d+)?))?/(?P<op>[A-Za-z0-9_]+)"
+                      r"(?:\.layer(?P<layer>\d+))?/" + _WARM + "$")
 
 FILLER_RESOLUTION = 64  # the nominal burst's stand-in for a measured op (measure/nominal.py): ~0.5 ms
 
 
 def name_for(space: str | None, resolution: int | None = None, width_mult: float | None = None) -> str:
-    """The reference matched to a space at a resolution and width (the default one without a space)."""
+    """The reference matched to a space at a resolution and width (the default one without a space): a
+    whole network, for timing whole networks."""
     if space is None or space not in _OPS:
         return NAME
     from shared.spaces import SPACES
@@ -52,18 +63,39 @@ def name_for(space: str | None, resolution: int | None = None, width_mult: float
     return f"{space}@{res}{tail}/{_OPS[space]}/{_WARM}"
 
 
-def parse(name: str) -> tuple[str, int, float, str]:
-    """(space, resolution, width_mult, op) of a reference name; ValueError for a name we never build."""
+def op_name_for(space: str | None, resolution: int | None = None, width_mult: float | None = None) -> str:
+    """The op-sized reference matched to a space, for timing its ops one by one: the reference op alone, as
+    the space's middle searchable layer holds it (the default network's, without a space)."""
+    from shared.spaces import get_space
+
+    whole = name_for(space, resolution, width_mult)
+    space, res, width, op, _ = parse(whole)
+    layer = len(get_space(space, res, width).layers) // 2
+    return whole.replace(f"/{op}/", f"/{op}.layer{layer}/")
+
+
+def parse(name: str) -> tuple[str, int, float, str, int | None]:
+    """(space, resolution, width_mult, op, layer: None for a whole network) of a reference name; ValueError
+    for a name we never build."""
     m = _PATTERN.match(name)
     if m is None or _OPS.get(m["space"]) != m["op"]:
         raise ValueError(f"unknown drift reference {name!r}; references look like {NAME!r}")
-    return m["space"], int(m["res"]), float(m["width"] or 1.0), m["op"]
+    return m["space"], int(m["res"]), float(m["width"] or 1.0), m["op"], None if m["layer"] is None else int(m["layer"])
 
 
 def reference_module(name: str = NAME) -> tuple[nn.Module, tuple[int, ...]]:
-    """The named reference network and its input shape."""
-    space, resolution, width, op = parse(name)
-    return _net(space, resolution, width, op)
+    """The named reference (a network, or one op of it) and its input shape."""
+    space, resolution, width, op, layer = parse(name)
+    if layer is None:
+        return _net(space, resolution, width, op)
+    from shared.arch import net_from_keys
+    from shared.spaces import get_space
+
+    layers = get_space(space, resolution, width).layers
+    spec = layers[layer].spec(op) if layer < len(layers) else None
+    if spec is None:
+        raise ValueError(f"unknown drift reference {name!r}: {space} at {resolution} px has no {op} at layer {layer}")
+    return net_from_keys([spec.key]), spec.input_shape(1)
 
 
 def filler_module() -> tuple[nn.Module, tuple[int, ...]]:

@@ -6,12 +6,12 @@ validating the model must be able to measure networks the calibration never saw.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from profiler_service.db.models import Network, Table
+from profiler_service.db.models import Measurement, Network, Table
 from profiler_service.services import tables as T
 from profiler_service.services.errors import Invalid
 from shared.calibration import Calibration, fit
@@ -41,9 +41,32 @@ def fit_table_calibration(session: Session, table: Table, network_ids: Sequence[
     table_ms = {k: s.median_ms for k, s in entries.items()}
     version = int((table.calibration or {}).get("version", 0)) + 1
     cal = fit(keys, [nets[i].median_ms for i in ids], table_ms, version=version)
-    table.calibration = {**cal.to_dict(), "networks": ids}
+    clock = {"entries": _references(session, table, entries), "networks": sorted({nets[i].reference for i in ids
+                                                                                    if nets[i].reference})}
+    table.calibration = {**cal.to_dict(), "networks": ids, "clock": clock}
     T.touch(session, table)
     return table.calibration
+
+
+def _references(session: Session, table: Table, keys: Collection[str]) -> list[str]:
+    """The drift references the table's entries for ``keys`` were timed against (their clocks)."""
+    return sorted(session.scalars(select(Measurement.reference).distinct().where(
+        Measurement.table_id == table.id, Measurement.key.in_(list(keys)), Measurement.reference.is_not(None))))
+
+
+def rescale_calibration(table: Table, reference: str, factor: float) -> None:
+    """Keep a fitted calibration's predictions on the networks' clock when ``reference``'s nominal moved by
+    ``factor``: the table's entries (op-sized reference) and the networks (whole-network reference) are timed
+    against different references, so a new nominal of one scales one side of the fit only. Calibrations
+    fitted before the clock was recorded are left as they are."""
+    cal = table.calibration or {}
+    clock = cal.get("clock")
+    if not clock or "intercept_ms" not in cal:
+        return
+    inputs = factor if reference in clock.get("entries", []) else 1.0
+    outputs = factor if reference in clock.get("networks", []) else 1.0
+    if inputs != 1.0 or outputs != 1.0:
+        table.calibration = {**cal, **Calibration.from_dict(cal).rescaled(inputs=inputs, outputs=outputs).to_dict()}
 
 
 def calibrated_ms(table: Table, keys: Sequence[str], table_ms: dict[str, float]) -> float | None:

@@ -10,7 +10,8 @@ estimate quieter than the nominal (by more than ``TOLERANCE``) makes a new versi
 when no other process shared the burst (the worker pools its recent bursts, ``measure/nominal.py
 RecentBursts``, so a swing of seconds moves nothing). A VM's host wanders: session 10's ran 10% slower
 within an hour, and a nominal kept from the fast minutes served every network 3-8% under what the device
-then gave. Every figure of that configuration and reference is rescaled to the new version, so tables and
+then gave. Every figure of that configuration and reference is rescaled to the new version (and a fitted
+calibration on whichever side it was timed against it, ``services/calibration.py``), so tables and
 networks measured at any time share one clock, the device's recent quiet speed, and the tables' ETags
 change with them. A slower burst that another process shared changes nothing: the device was not slower,
 only shared. Each stored figure names its ``nominal_ms``; the raw figure stays recoverable
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session
 from profiler_service.db.models import DriftReference, Measurement, Network, Table, utcnow
 from profiler_service.measure.reference import NAME as REFERENCE
 from profiler_service.measure.tenants import unshared
+from profiler_service.services import calibration as C
 from profiler_service.services import tables as T
 from shared.schemas import OpStats
 
@@ -110,7 +112,9 @@ def _rescale(session: Session, device_id: int, backend: str, threads: int, refer
                         .values(**values).execution_options(synchronize_session=False))
     session.expire_all()
     for table in tables:
-        T.touch(session, session.get(Table, table.id))
+        table = session.get(Table, table.id)
+        C.rescale_calibration(table, reference, new / old)
+        T.touch(session, table)
 
 
 def to_nominal(stats: OpStats, nominal: float) -> OpStats:

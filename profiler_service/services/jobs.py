@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from profiler_service.db.models import FINISHED, Device, Job, Network, utcnow
-from profiler_service.measure.reference import name_for
+from profiler_service.measure.reference import op_name_for
 from profiler_service.services import tables as T
 from profiler_service.services.errors import Conflict, Invalid, NotFound
 from shared.schemas import JobCreate, JobOut
@@ -66,8 +66,9 @@ def create_profile_job(session: Session, req: JobCreate, *, device: Device, limi
                                       f"backend={req.backend} threads={req.threads} batch={req.batch} here")
     else:
         table = T.get_or_create_table(session, device, req.backend, req.threads, req.batch)
-    # A space's ops are timed against that space's own reference network; bare keys against the default.
-    reference = name_for(req.space, req.resolution, req.width_mult)
+    # A space's ops are timed against that space's own reference op (a whole network slows in ways its ops
+    # alone do not, measure/reference.py); bare keys against the default space's.
+    reference = op_name_for(req.space, req.resolution, req.width_mult)
     params = req.model_dump(exclude={"keys", "table_id"}, exclude_none=True) | {"keys": keys,
                                                                                 "reference": reference}
     now = utcnow()

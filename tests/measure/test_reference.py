@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from profiler_service.measure.reference import NAME, filler_module, name_for, parse, reference_module
+from profiler_service.measure.reference import NAME, filler_module, name_for, op_name_for, parse, reference_module
 
 
 @pytest.mark.parametrize(("space", "resolution", "width"), [
@@ -29,3 +29,26 @@ def test_the_default_reference_keeps_its_name_so_stored_nominals_stay_valid():
 def test_a_name_we_never_build_is_refused(bad):
     with pytest.raises(ValueError, match="unknown drift reference"):
         parse(bad)
+
+
+@pytest.mark.parametrize(("space", "resolution", "width"), [
+    ("proxyless-mobile", 224, 1.0), ("proxyless-mobile", 96, 1.0), ("proxyless-mobile", 160, 1.4),
+    ("proxyless-cifar", 32, 1.0), ("proxyless-cifar", 8, 0.25)])
+def test_a_space_has_an_op_sized_reference_the_op_of_its_middle_layer(space, resolution, width):
+    from shared.spaces import get_space
+
+    name = op_name_for(space, resolution, width)
+    assert name != name_for(space, resolution, width) and parse(name)[:3] == (space, resolution, width)
+    layers = get_space(space, resolution, width).layers
+    op, layer = parse(name)[3:]
+    assert layer == len(layers) // 2
+    module, shape = reference_module(name)
+    assert shape == layers[layer].spec(op).input_shape(1)
+    with torch.inference_mode():
+        assert module.eval()(torch.randn(*shape)).shape[0] == 1
+
+
+def test_bare_keys_get_the_default_spaces_op_reference_and_a_layer_it_lacks_is_refused():
+    assert op_name_for(None) == "proxyless-mobile@160/3x3_MBConv3.layer10/warm3"
+    with pytest.raises(ValueError, match="no 3x3_MBConv3 at layer 99"):
+        reference_module("proxyless-mobile@160/3x3_MBConv3.layer99/warm3")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from profiler_helpers import wait_for, wait_job
 
+from profiler_service.measure.reference import name_for, op_name_for
 from shared.sampling import sample_choices
 from shared.spaces import get_space
 
@@ -42,13 +43,16 @@ def test_calibration_job_measures_seeded_networks_and_fits(api: httpx.Client):
     assert [n["arch"]["choices"] for n in drawn] == sample_choices(space, 3, 5)
     for n in drawn:
         assert n["status"] == "done" and n["measured"]["median_ms"] > 0 and n["calibrated_ms"] > 0
-    # one clock: the networks and their ops are timed against the space's reference, scaled to its nominal
-    # (other tests' entries in this shared table may be on another reference's)
+    # two clocks, each named: the networks are timed against the space's reference network, its ops against
+    # the space's reference op, each scaled to its own nominal (other tests' entries in this shared table
+    # may be on another reference's)
     entries = api.get(f"/v1/tables/{table_id}").json()["entries"]
     keys = {k for n in drawn for k in n["arch"]["keys"] if k in entries}
     assert keys
-    nominals = {n["measured"]["nominal_ms"] for n in drawn} | {entries[k]["nominal_ms"] for k in keys}
-    assert len(nominals) == 1 and nominals.pop() > 0
+    assert len({n["measured"]["nominal_ms"] for n in drawn}) == 1 and drawn[0]["measured"]["nominal_ms"] > 0
+    assert len({entries[k]["nominal_ms"] for k in keys}) == 1
+    assert cal["clock"]["networks"] == [name_for(*list(SPACE.values())[:3])]
+    assert op_name_for(*list(SPACE.values())[:3]) in cal["clock"]["entries"]
     assert api.get(f"/v1/tables/{table_id}").json()["calibration"]["version"] == before + 1
 
     again = api.post(f"/v1/tables/{table_id}/calibration", json={"samples": 3, "seed": 6, **SPACE}).json()

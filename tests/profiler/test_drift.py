@@ -142,3 +142,58 @@ def test_a_quieter_nominal_rescales_only_the_figures_timed_against_its_reference
         mobile, cifar = (s.get(Network, i) for i in ids)
         assert (mobile.median_ms, mobile.reference) == (pytest.approx(8.0), D.REFERENCE)
         assert (cifar.median_ms, cifar.reference) == (pytest.approx(0.6), CIFAR_REF)
+
+
+OP_REF = "proxyless-mobile@160/3x3_MBConv3.layer10/warm3"
+OP_KEYS = [KEY.replace("8x8x16-output:8x8x16", f"8x8x{c}-output:8x8x{c}") for c in (16, 24, 32, 40)]
+
+
+def test_a_calibration_keeps_its_predictions_when_either_of_its_clocks_moves(db: Database, device_id: int):
+    """Ops are timed against the op-sized reference, networks against the whole network: a new nominal of
+    one scales one side of the fitted calibration only, and the fit follows so that it still predicts the
+    networks as the device gives them now."""
+    from profiler_service.services import calibration as C
+    from profiler_service.services import networks as N
+    from profiler_service.services import tables as T
+
+    with db.session() as s:
+        D.record_quiet(s, device_id, "onnxruntime", 1, 2.0)
+        D.record_quiet(s, device_id, "onnxruntime", 1, 0.1, reference=OP_REF)
+        table = T.get_or_create_table(s, s.get(Device, device_id), "onnxruntime", 1, 1)
+        T.upsert_measurements(s, table, {k: D.normalise(s, _stats(1.0 + i, 0.1), device_id=device_id,
+                                                        backend="onnxruntime", threads=1, reference=OP_REF)
+                                         for i, k in enumerate(OP_KEYS)}, reference=OP_REF)
+        ids = []
+        for i in range(4):
+            keys = OP_KEYS[: i + 1]
+            net = Network(table_id=table.id, arch={"keys": keys}, status="done")
+            s.add(net)
+            s.flush()
+            # each network takes 1.5x its ops' sum plus 0.4 ms, timed at the nominal speed
+            N.store_measured(s, net, _stats(0.4 + 1.5 * sum(1.0 + j for j in range(i + 1)), 2.0), D.REFERENCE)
+            ids.append(net.id)
+        cal = C.fit_table_calibration(s, table, ids)
+        assert cal["clock"] == {"entries": [OP_REF], "networks": [D.REFERENCE]}
+        table_id = table.id
+
+    def predictions(s) -> list[float]:
+        table = T.get_table(s, table_id)
+        entries = {k: v.median_ms for k, v in T.entries(s, table_id).items()}
+        return [C.calibrated_ms(table, s.get(Network, i).arch["keys"], entries) for i in ids]
+
+    def measured(s) -> list[float]:
+        return [s.get(Network, i).median_ms for i in ids]
+
+    with db.session() as s:
+        before = predictions(s)
+        assert before == pytest.approx(measured(s), rel=0.02)
+    with db.session() as s:
+        assert D.record_quiet(s, device_id, "onnxruntime", 1, 0.08, reference=OP_REF).version == 2
+    with db.session() as s:  # the table's entries are 20% smaller; the networks and the predictions are not
+        assert T.entries(s, table_id)[OP_KEYS[0]].median_ms == pytest.approx(0.8)
+        assert predictions(s) == pytest.approx(before)
+    with db.session() as s:
+        assert D.record_quiet(s, device_id, "onnxruntime", 1, 1.5).version == 2
+    with db.session() as s:  # the networks' clock moved by 0.75: so do they and what the model predicts
+        assert measured(s) == pytest.approx([0.75 * b for b in before], rel=0.02)
+        assert predictions(s) == pytest.approx([0.75 * b for b in before])

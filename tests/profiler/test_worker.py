@@ -64,13 +64,13 @@ def test_an_engine_failure_is_recorded_on_the_job(db: Database, device_id: int, 
 def test_a_space_is_timed_against_its_own_reference_and_that_reference_gets_its_nominal(
         db: Database, device_id: int, tmp_path):
     from profiler_service.db.models import Device, DriftReference
-    from profiler_service.measure.reference import NAME, name_for
+    from profiler_service.measure.reference import NAME, op_name_for
     from profiler_service.services.jobs import create_profile_job
     from shared.schemas import JobCreate
     from shared.specs import DEFAULT_LIMITS
 
-    matched = name_for("proxyless-cifar", 8, 0.25)
-    assert matched == "proxyless-cifar@8x0.25/3x3_SepConv/warm3" and matched != NAME
+    matched = op_name_for("proxyless-cifar", 8, 0.25)  # a space's ops: its op-sized reference
+    assert matched == "proxyless-cifar@8x0.25/3x3_SepConv.layer6/warm3" and matched != NAME
     with db.session() as s:
         job = create_profile_job(s, JobCreate(space="proxyless-cifar", resolution=8, width_mult=0.25,
                                               backend="onnxruntime"),
