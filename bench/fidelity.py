@@ -59,15 +59,18 @@ def measure_config(client, cfg: dict, args) -> dict:
                                      width_mult=space.width_mult, num_classes=space.num_classes,
                                      samples=args.calib, seed=seed, timeout=7200,
                                      progress=lambda j: bar.update(j["done"] - bar.n))
-    calib = [_network(client, net_id) for net_id in cal["networks"]]
     valid_choices = sample_choices(space, args.valid, secrets.randbelow(2**31),
-                                   exclude={tuple(c["choices"]) for c in calib})
+                                   exclude={tuple(_network(client, i)["choices"]) for i in cal["networks"]})
     with tqdm(total=args.valid, desc=f"validate {cfg['name']}", unit="net") as bar:
         valid = measure_all(client, table_id, space, valid_choices, progress=lambda n: bar.update(1))
+    # every figure read once all are measured: a new nominal meanwhile (the worker re-times it every few
+    # minutes) rescales what the service stores, so figures read at different times may be on two clocks
+    calib = [_network(client, net_id) for net_id in cal["networks"]]
     needed = {s.key for s in space.all_op_specs()}
     table = {k: v.median_ms for k, v in client.get_table(table_id).entries.items() if k in needed}
     return {**cfg, "seconds": time.perf_counter() - t0, "load_avg": os.getloadavg()[0], "table": table,
-            "device_calibration": cal, "calib": calib, "valid": [_network(client, m.network_id) for m in valid]}
+            "device_calibration": client.get_calibration(table_id) or cal, "calib": calib,
+            "valid": [_network(client, m.network_id) for m in valid]}
 
 
 def _network(client, net_id: str) -> dict:
@@ -76,7 +79,7 @@ def _network(client, net_id: str) -> dict:
     m = net.measured
     slowdown = m.ref_ms / m.nominal_ms if m.ref_ms and m.nominal_ms else None
     return {"choices": net.arch["choices"], "keys": net.arch["keys"], "measured_ms": m.median_ms, "id": net_id,
-            "slowdown": slowdown}
+            "slowdown": slowdown, "nominal_ms": m.nominal_ms}
 
 
 def _measured(rows: list[dict]) -> list[Measured]:
