@@ -59,8 +59,9 @@ def measure_config(client, cfg: dict, args) -> dict:
                                      width_mult=space.width_mult, num_classes=space.num_classes,
                                      samples=args.calib, seed=seed, timeout=7200,
                                      progress=lambda j: bar.update(j["done"] - bar.n))
+    # the calibration's seed names its networks (shared.sampling): the unseen ones are drawn around them
     valid_choices = sample_choices(space, args.valid, secrets.randbelow(2**31),
-                                   exclude={tuple(_network(client, i)["choices"]) for i in cal["networks"]})
+                                   exclude={tuple(c) for c in sample_choices(space, args.calib, seed)})
     with tqdm(total=args.valid, desc=f"validate {cfg['name']}", unit="net") as bar:
         valid = measure_all(client, table_id, space, valid_choices, progress=lambda n: bar.update(1))
     # every figure read once all are measured: a new nominal meanwhile (the worker re-times it every few

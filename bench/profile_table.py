@@ -3,9 +3,9 @@
 Prints the number of unique specs, the wall time of each pass (the first includes ONNX export into a
 fresh cache), and over keys the median and p90 of |a - b| / mean between the passes: raw, and
 drift-corrected to one nominal (each op scaled by the drift reference timed with it: the space's
-reference op, as the service times a profile), and as two fresh
-services would serve them: each pass scaled to its own quiet nominal, from the burst of the reference
-alone its benchmark process times first (measure/nominal.py).
+reference op, as the service times a profile), and as two fresh services would serve them: each pass
+scaled to its own quiet nominal, from the burst of the reference alone its benchmark process times
+first (measure/nominal.py).
 
     .venv/bin/python bench/profile_table.py [--resolution 224] [--threads 1] [--backend onnxruntime]
 """
