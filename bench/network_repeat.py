@@ -1,7 +1,8 @@
 """How far apart are two measurements of the same network? The floor under any latency model.
 
 Measures N random networks of a space twice per round with the service's engine: all in one benchmark
-process (as a calibration job does) and each in its own (as network jobs do), and prints per network the
+process, their windows in turns (as a calibration job or a batch of network jobs is), and each alone in its
+own process, its windows back to back (a network job queued by itself), and prints per network the
 raw median, the reference's median beside it and their ratio (what the drift correction serves, up to
 the nominal). A model cannot predict a network closer than its own measurements agree. Each
 measurement is the engine's: three windows, the median one kept (``measure/tasks.py middle_window``).

@@ -21,7 +21,6 @@ from profiler_service.db.engine import Database
 from profiler_service.db.models import Table
 from profiler_service.measure.reference import NAME as DEFAULT_REFERENCE
 from profiler_service.services import drift as D
-from profiler_service.services import networks as N
 from profiler_service.services import queue as Q
 from profiler_service.services import tables as T
 from profiler_service.services.jobs import get_job
@@ -34,9 +33,10 @@ if TYPE_CHECKING:  # the engine's modules load numpy; the worker loads them only
 
 log = logging.getLogger(__name__)
 
-# Worker ids alive in this process and the job each runs now: recovery must not re-queue a job a sibling
-# thread is running, but must take back one a live worker left behind.
-LIVE_WORKERS: dict[str, str | None] = {}
+# Worker ids alive in this process and the job each runs now (the set of them, for a batch of networks):
+# recovery must not re-queue a job a sibling thread is running, but must take back one a live worker left
+# behind.
+LIVE_WORKERS: dict[str, str | frozenset[str] | None] = {}
 _CANCEL_POLL_S = 0.5
 _RECOVER_EVERY_S = 60.0
 # Settling a job (done / failed / requeued) is retried this long: no path out of a job leaves it running.
@@ -60,6 +60,11 @@ class Worker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         LIVE_WORKERS[self.id] = None
+
+    def hold(self, job_ids) -> None:
+        """The jobs this worker runs now, when it runs a batch of them (``worker_networks.py``)."""
+        if self.id in LIVE_WORKERS:
+            LIVE_WORKERS[self.id] = frozenset(job_ids)
 
     @property
     def current_job(self) -> str | None:
@@ -137,7 +142,9 @@ class Worker:
             with self.db.session(write=False) as s:
                 kind = get_job(s, job_id).kind
             if kind == "network":
-                self._run_network(job_id)
+                from profiler_service.worker_networks import run_networks
+
+                run_networks(self, job_id)
             elif kind == "calibration":
                 from profiler_service.worker_calibration import run_calibration
 
@@ -299,25 +306,3 @@ class Worker:
                 Q.finish(s, job_id, "failed", f"the engine stopped with {len(left)} op(s) unmeasured, "
                                               f"first {left[0]!r}", worker_id=self.id)
         self._settle(job_id, act)
-
-    def _run_network(self, job_id: str) -> None:
-        from profiler_service.measure.runner import MeasureError, measure_network
-
-        with self.db.session(write=False) as s:
-            params = dict(get_job(s, job_id).params)
-        should_cancel = self._should_cancel(job_id)
-        try:
-            stats = measure_network(list(params["keys"]), **self._engine_args(params),
-                                    should_cancel=should_cancel)
-        except MeasureError:
-            if should_cancel():
-                self._after_engine(job_id, completed=False)
-                return
-            raise
-        with self.db.session() as s:
-            net = N.network_for_job(s, job_id)
-            if net is None:
-                raise RuntimeError(f"network job {job_id} has no network row")
-            if Q.add_progress(s, job_id, worker_id=self.id):  # not after a cancel
-                N.store_measured(s, net, self._to_nominal(s, stats, params), self.reference(params))
-        self._after_engine(job_id, completed=True)

@@ -37,7 +37,7 @@ def main() -> None:
     from profiler_service.measure.backends import get_backend
     from profiler_service.measure.protocol import Protocol
     from profiler_service.measure.reference import NAME, parse
-    from profiler_service.measure.tasks import measure_task
+    from profiler_service.measure.tasks import TaskError, run_task
 
     try:
         reference = job.get("reference", NAME)
@@ -54,11 +54,11 @@ def main() -> None:
     gc.freeze()
     for task in job["tasks"]:
         try:
-            stats = measure_task(backend, task, job["batch"], protocol)
-        except Exception as e:  # noqa: BLE001
-            send("error", task[1], f"{type(e).__name__}: {e}")
+            for label, stats in run_task(backend, task, job["batch"], protocol):
+                send("result", label, stats.model_dump())
+        except TaskError as e:
+            send("error", e.label, str(e))
             return
-        send("result", task[1], stats.model_dump())
         if task[0] == "reference":  # the burst's quiet speed: what this child's slow-downs are read against
             protocol = dataclasses.replace(protocol, quiet_ref_ms=stats.median_ms)
         gc.freeze()  # what this task loaded (modules, sessions, caches) stays for the next ones too

@@ -29,7 +29,11 @@ _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 class MeasureError(RuntimeError):
-    pass
+    """The benchmark failed; ``label`` names the op or network it failed on, where the child said."""
+
+    def __init__(self, message: str, label: str | None = None):
+        super().__init__(message)
+        self.label = label
 
 
 def _run(tasks: list[list], *, backend: str, threads: int, batch: int, protocol: Protocol,
@@ -69,7 +73,7 @@ def _run(tasks: list[list], *, backend: str, threads: int, batch: int, protocol:
             if kind == "done":
                 return True
             if kind == "error":
-                raise MeasureError(f"{label}: {payload}" if label else payload)
+                raise MeasureError(f"{label}: {payload}" if label else payload, label)
             if kind == "result" and label == NOMINAL_LABEL and on_nominal is not None:
                 on_nominal(BurstStats(**payload))
                 continue
@@ -112,7 +116,8 @@ def measure_networks(nets: dict[str, list[str]], *, backend: str, threads: int, 
                      should_cancel: Callable[[], bool] = lambda: False,
                      on_nominal: Callable[[BurstStats], None] | None = None,
                      reference: str = DEFAULT_REFERENCE) -> bool:
-    """Measure several whole networks (label -> ordered op keys) in one child; ``on_result`` per network."""
-    return _run([["net", label, list(keys)] for label, keys in nets.items()], backend=backend, threads=threads,
+    """Measure several whole networks (label -> ordered op keys) in one child, their windows in turns
+    (``measure/tasks.py measure_networks``); ``on_result`` per network as each is done."""
+    return _run([["nets", None, {label: list(keys) for label, keys in nets.items()}]], backend=backend, threads=threads,
                 batch=batch, protocol=protocol, cache_dir=cache_dir, on_result=on_result,
                 should_cancel=should_cancel, on_nominal=on_nominal, reference=reference)

@@ -61,9 +61,46 @@ def claim_next_job(session: Session, device_id: int, worker_id: str) -> Job | No
     return job
 
 
+def _measured_alike(a: Job, b: Job) -> bool:
+    """Two network jobs one benchmark process can time together: the same backend, threads, batch and
+    drift reference (so one nominal and one clock serve both)."""
+    fields = ("backend", "threads", "batch", "reference")
+    return a.kind == b.kind == "network" and all(a.params.get(f) == b.params.get(f) for f in fields)
+
+
+def claim_batch(session: Session, device_id: int, worker_id: str, first: Job, limit: int) -> list[Job]:
+    """Claim, with ``first`` (a network job this worker holds), the queued network jobs right behind it in
+    the queue that are measured alike, up to ``limit``: one benchmark process times them all, their windows
+    in turns (``measure/tasks.py measure_networks``). Only the unbroken run behind it: a job of another
+    kind, or measured otherwise, keeps its place and ends the batch. The caller commits."""
+    if limit <= 0 or first.kind != "network":
+        return []
+    stmt = (select(Job).where(Job.device_id == device_id, Job.status == "queued")
+            .order_by(Job.created_at, Job.id).limit(limit).with_for_update(skip_locked=True))
+    out = []
+    now = utcnow()
+    for job in list(session.scalars(stmt)):
+        if not _measured_alike(first, job):
+            break
+        if _set(session, job.id, only_if=("queued",), status="running", claimed_by=worker_id, started_at=now,
+                heartbeat_at=now, finished_at=None, error=None, attempts=Job.attempts + 1):
+            _set_network(session, job.id, status="running")
+            out.append(session.get(Job, job.id, populate_existing=True))
+    return out
+
+
 def heartbeat(session: Session, job_id: str, worker_id: str) -> bool:
     """Mark the job alive; False when this worker should stop: cancelled, or given to another worker."""
     return _set(session, job_id, only_if=("running",), worker_id=worker_id, heartbeat_at=utcnow())
+
+
+def heartbeat_many(session: Session, job_ids: Collection[str], worker_id: str) -> set[str]:
+    """Mark a batch's jobs alive in one statement; returns those still running and ours."""
+    ids = list(job_ids)
+    session.execute(update(Job).where(Job.id.in_(ids), Job.status == "running", Job.claimed_by == worker_id)
+                    .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False))
+    return set(session.scalars(select(Job.id).where(Job.id.in_(ids), Job.status == "running",
+                                                    Job.claimed_by == worker_id)))
 
 
 def add_progress(session: Session, job_id: str, n: int = 1, *, worker_id: str | None = None) -> bool:
@@ -110,12 +147,14 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _orphaned(job: Job, *, stale_after_s: float, live_workers: Collection[str]) -> bool:
-    """``live_workers``: ids of this process's live workers, or a mapping of each to the job it runs now."""
+    """``live_workers``: ids of this process's live workers, or a mapping of each to the job it runs now (or
+    the set of jobs, for a batch of networks)."""
     if job.claimed_by in live_workers:
         if not isinstance(live_workers, Mapping):
             return False
         # A live worker that has moved on (or is idle) left this job behind: no heartbeat will come.
-        return live_workers[job.claimed_by] != job.id
+        held = live_workers[job.claimed_by]
+        return job.id not in (held if isinstance(held, (set, frozenset)) else {held})
     host, _, rest = (job.claimed_by or "").partition(":")
     pid_text = rest.partition(":")[0]
     if host == HOST and pid_text.isdigit():

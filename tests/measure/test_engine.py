@@ -10,7 +10,7 @@ import pytest
 from profiler_service.measure.backends import OnnxRuntimeBackend, available_backends, export_onnx
 from profiler_service.measure.context import OUTPUT, InNetwork, is_op_node, op_kernel_ms
 from profiler_service.measure.protocol import Protocol
-from profiler_service.measure.runner import MeasureError, measure_network, measure_ops
+from profiler_service.measure.runner import MeasureError, measure_network, measure_networks, measure_ops
 from shared.arch import make_arch
 from shared.ops import build_op
 from shared.schemas import OpStats
@@ -102,6 +102,38 @@ def test_runner_network(tmp_path):
     stats = measure_network(arch.keys, backend="onnxruntime", threads=1, batch=1, protocol=FAST,
                             cache_dir=tmp_path)
     assert stats.median_ms > 0
+
+
+def test_networks_take_their_windows_in_turns_and_each_lands_after_its_last(tmp_path):
+    from profiler_service.measure import tasks
+
+    class Recording(OnnxRuntimeBackend):  # the real backend, noting which network each window timed
+        order: list[str] = []
+
+        def measure(self, module, input_shape, cache_key, protocol):
+            self.order.append(cache_key)
+            return super().measure(module, input_shape, cache_key, protocol)
+
+    space = get_space("proxyless-mobile", 32, 0.35, 10)
+    nets = {f"n{i}": make_arch(space, [layer.candidates[i] for layer in space.layers]).keys for i in range(2)}
+    backend = Recording(threads=1, cache_dir=tmp_path)
+    landed = []
+    for label, stats in tasks.measure_networks(backend, nets, 1, FAST):
+        landed.append((label, len(backend.order)))
+        assert stats.median_ms > 0 and stats.ref_ms > 0
+    a, b = backend.order[0], backend.order[1]
+    assert a != b and backend.order == [a, b] * tasks.NETWORK_WINDOWS
+    assert landed == [("n0", 2 * tasks.NETWORK_WINDOWS - 1), ("n1", 2 * tasks.NETWORK_WINDOWS)]
+
+
+def test_a_batch_failure_names_the_network_it_failed_on(tmp_path):
+    space = get_space("proxyless-mobile", 32, 0.35, 10)
+    good = make_arch(space, [layer.candidates[0] for layer in space.layers]).keys
+    nets = {"good": good, "bad": ["conv-not-a-key"]}
+    with pytest.raises(MeasureError, match="bad: ") as err:
+        measure_networks(nets, backend="onnxruntime", threads=1, batch=1, protocol=FAST, cache_dir=tmp_path,
+                         on_result=lambda k, s: None)
+    assert err.value.label == "bad"
 
 
 def test_runner_cancel_stops_child(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from profiler_helpers import SMALL_KEYS
+from sqlalchemy import select
 
 from profiler_service.db import Database, Job, Measurement
 from profiler_service.services import queue as Q
@@ -107,3 +108,55 @@ def test_a_job_naming_an_unknown_reference_fails_and_says_which(db: Database, de
     assert worker.run_job(job_id) == "failed"
     with db.session(write=False) as s:
         assert "unknown drift reference 'resnet50@224/conv/warm3'" in s.get(Job, job_id).error
+
+
+def _queue_network(db: Database, device_id: int, choices_index: int) -> str:
+    from profiler_service.db import Device
+    from profiler_service.services import networks as N
+    from shared.schemas import ArchIn, NetworkCreate
+    from shared.spaces import get_space
+
+    space = get_space("proxyless-cifar", 8, 0.25, 10)
+    choices = [layer.candidates[choices_index % len(layer.candidates)] for layer in space.layers]
+    with db.session() as s:
+        table = T.get_or_create_by_name(s, "test-device", "onnxruntime", 1, 1)
+        req = NetworkCreate(table_id=table.id, arch=ArchIn(space=space.name, resolution=8, width_mult=0.25,
+                                                           choices=choices))
+        net = N.create_network_job(s, req, device=s.get_one(Device, device_id), limits=Settings().limits,
+                                   backends=["onnxruntime"])
+        return net.job_id
+
+
+def test_network_jobs_queued_back_to_back_are_measured_as_one_batch(db: Database, device_id: int, tmp_path):
+    """The unbroken run of network jobs at the head of the queue is claimed and measured together; a job of
+    another kind ends the batch and keeps its place."""
+    from profiler_service.db import Network
+
+    first, second = _queue_network(db, device_id, 0), _queue_network(db, device_id, 2)
+    profile = make_job(db, device_id, SMALL_KEYS[:1])
+    after = _queue_network(db, device_id, 3)
+    worker = Worker(db, fast_settings(tmp_path), device_id)
+    assert worker.run_once() is True
+    with db.session(write=False) as s:
+        status = {j.id: (j.status, j.done, j.claimed_by) for j in s.scalars(select(Job))}
+        nets = {n.job_id: n for n in s.scalars(select(Network))}
+    assert status[first] == status[second] == ("done", 1, worker.id)
+    assert status[profile][0] == status[after][0] == "queued"
+    for job_id in (first, second):
+        assert nets[job_id].status == "done" and nets[job_id].median_ms > 0 and nets[job_id].count >= 40
+    assert nets[after].median_ms is None
+
+
+def test_a_network_that_fails_its_batch_fails_alone_and_the_rest_go_back_to_the_queue(
+        db: Database, device_id: int, tmp_path):
+    first, broken = _queue_network(db, device_id, 0), _queue_network(db, device_id, 1)
+    with db.session() as s:  # a key the engine cannot build, as if the op vocabulary had changed since
+        job = s.get(Job, broken)
+        job.params = {**job.params, "keys": ["conv-not-a-key"]}
+    worker = Worker(db, fast_settings(tmp_path), device_id)
+    assert worker.run_once() is True
+    with db.session(write=False) as s:
+        jobs = {j.id: j for j in s.scalars(select(Job))}
+    assert jobs[broken].status == "failed"
+    assert jobs[broken].error.startswith("measuring the network failed: SpecError: type: unknown op type 'conv'")
+    assert jobs[first].status == "queued" and jobs[first].claimed_by is None

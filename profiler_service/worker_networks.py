@@ -1,0 +1,93 @@
+"""The worker's half of network jobs: the ones queued back to back and measured alike run as one batch.
+
+One benchmark process times the whole batch, each network's windows a round apart (``measure/tasks.py
+measure_networks``), instead of a process per network with its windows back to back: a slow stretch of the
+host's then catches one window of a network, not all three, and 30 networks no longer pay 30 process starts
+(torch and onnxruntime imported, the reference exported and warmed: 2-3 s each on this VM). Each network is
+stored and its job finished as its result lands. Kept beside ``worker.py``, which only dispatches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from profiler_service.services import networks as N
+from profiler_service.services import queue as Q
+from profiler_service.services.jobs import get_job
+from shared.schemas import OpStats
+
+if TYPE_CHECKING:
+    from profiler_service.worker import Worker
+
+log = logging.getLogger(__name__)
+CANCEL_POLL_S = 0.5
+
+
+def run_networks(worker: Worker, job_id: str) -> None:
+    from profiler_service.measure.runner import MeasureError, measure_networks
+
+    with worker.db.session() as s:
+        first = get_job(s, job_id)
+        params = dict(first.params)
+        others = Q.claim_batch(s, worker.device_id, worker.id, first, worker.settings.network_batch - 1)
+        nets = {job_id: list(params["keys"]), **{j.id: list(j.params["keys"]) for j in others}}
+        worker.hold(nets)  # before the claims commit: recovery must see them as ours
+    pending = set(nets)
+
+    def on_result(jid: str, stats: OpStats) -> None:
+        with worker.db.session() as s:
+            net = N.network_for_job(s, jid)
+            if net is None:
+                raise RuntimeError(f"network job {jid} has no network row")
+            if Q.add_progress(s, jid, worker_id=worker.id):  # not after a cancel
+                N.store_measured(s, net, worker._to_nominal(s, stats, params), worker.reference(params))
+                Q.finish(s, jid, "done", worker_id=worker.id)
+        pending.discard(jid)
+
+    try:
+        completed = measure_networks(nets, **worker._engine_args(params), on_result=on_result,
+                                     should_cancel=_all_cancelled(worker, pending))
+    except MeasureError as e:
+        _settle_failed(worker, pending, e)
+        return
+    if not completed:
+        for jid in list(pending):  # shutdown: back to the queue; cancelled ones stay cancelled
+            worker._after_engine(jid, completed=False)
+
+
+def _all_cancelled(worker: Worker, pending: set[str]):
+    """Stop the batch's process when the worker stops or no job still pending is ours and running (a cancel);
+    each check (at most every ``CANCEL_POLL_S``) beats the pending jobs' heartbeats in one statement. A
+    cancelled job's result, should it land, is dropped (``on_result``)."""
+    last = [0.0, False]
+
+    def check() -> bool:
+        if worker._stop.is_set():
+            return True
+        now = time.monotonic()
+        if now - last[0] >= CANCEL_POLL_S:
+            try:
+                with worker.db.session() as s:
+                    last[1] = not Q.heartbeat_many(s, pending, worker.id)
+            except SQLAlchemyError as e:  # a database blip must not abort the batch
+                log.warning("network batch: status check failed (%s); carrying on", e)
+            last[0] = now
+        return last[1]
+    return check
+
+
+def _settle_failed(worker: Worker, pending: set[str], error: Exception) -> None:
+    """The network the process failed on fails with the error; the rest go back to the queue, where they
+    are claimed again without it. Where the failure names no network of the batch, all of them fail."""
+    culprit = getattr(error, "label", None)
+    if culprit not in pending:
+        for jid in list(pending):
+            worker._fail(jid, str(error) or "measurement failed")
+        return
+    worker._fail(culprit, "measuring the network failed: " + str(error).removeprefix(f"{culprit}: "))
+    for jid in pending - {culprit}:
+        worker._settle(jid, lambda s, jid=jid: Q.requeue(s, jid, worker_id=worker.id))
