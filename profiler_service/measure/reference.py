@@ -7,9 +7,18 @@ The ratio of two workloads timed interleaved is far steadier (two networks: CV 1
 measurement also times a reference and reports its median as ``ref_ms``; the worker scales each
 result to that reference's nominal speed (``nominal_ms / ref_ms``, see ``services/drift.py``).
 
-A reference is a whole network of the measured space: one mid-size op in every searchable layer
-(3x3 MBConv3 in the mobile space, 3x3 SepConv in the CIFAR one), so it slows down the way that
-space's ops do: the same kernels and layout reorders, and a working set of the same size. The
+A reference is a whole network of the measured space, so it slows down the way that space's networks do:
+the same kernels and layout reorders, and a working set of the same size. In the mobile space it holds the
+candidates in turn (``mix``: layer i the i-th of its non-zero candidates, every kernel size and expansion
+in every stage); in the CIFAR one a mid-size op in every layer (3x3 SepConv). Until session 14 the mobile
+one was 3x3 MBConv3 in every layer, and on that session's host it did not move with random networks of
+the space: five random networks and four candidate references, timed in turns in 0.25-1 s medians (three
+runs at 96 px, one at 160), correlated with the uniform reference at -0.35..0.68 and their ratio to it
+wandered more than their own time (96 px: 6.7-7.9% std against 6.1-6.5% raw; 160 px: 2.65% against
+2.16%), while with the mixed one they correlated at 0.14-0.84 and their ratio wandered least of the four
+(96 px: 5.6-5.8%; 160 px: 1.74%). Different kernels lean on different parts of the core (a 7x7 depthwise
+on arithmetic, a 1x1 expansion on memory), and a host's slow stretches weigh on them unequally, so the
+reference must hold them in the proportions a network does. The
 slow-down is not uniform across sizes: in one slow stretch a 96 px reference slowed by 33% while a
 160 px network slowed by 45%; with neighbours loading the memory system a 160 px reference slowed by
 6% while 0.3 ms CIFAR nets did not (bench/reference_context.py: against a reference of their own space
@@ -39,10 +48,16 @@ if TYPE_CHECKING:
 # A name says how the reference is built and timed ("warm3": three untimed runs before each timed one,
 # measure/protocol.py), since a nominal read one way does not scale a reference read another (a pair
 # read it 4-12% slower after a 160 px network). Stored with every nominal and every scaled figure.
-NAME = "proxyless-mobile@160/3x3_MBConv3/warm3"
+NAME = "proxyless-mobile@160/mix/warm3"
 _WARM = "warm3"
-# The op each space's reference repeats: mid-size among its candidates, in every layer of the space.
+# The op each space's op reference is, and its uniform whole reference repeats in every layer: mid-size
+# among its candidates.
 _OPS = {"proxyless-mobile": "3x3_MBConv3", "proxyless-cifar": "3x3_SepConv"}
+# "mix": a whole reference holding the space's candidates in turn, layer i the i-th of its non-zero ones.
+MIX = "mix"
+# What each space's whole reference is now (names with the uniform op still build: stored nominals and
+# queued jobs name them).
+_WHOLE = {"proxyless-mobile": MIX, "proxyless-cifar": "3x3_SepConv"}
 _PATTERN = re.compile(r"^(?P<space>[a-z0-9-]+)@(?P<res>\d+)(?:x(?P<width>\d+(?:\.\d+)?))?/(?P<op>[A-Za-z0-9_]+)"
                       r"(?:\.layer(?P<layer>\d+))?/" + _WARM + "$")
 
@@ -60,7 +75,7 @@ def name_for(space: str | None, resolution: int | None = None, width_mult: float
     res = int(resolution if resolution is not None else defaults["resolution"])
     width = float(width_mult if width_mult is not None else defaults["width_mult"])
     tail = "" if width == 1.0 else f"x{width:g}"
-    return f"{space}@{res}{tail}/{_OPS[space]}/{_WARM}"
+    return f"{space}@{res}{tail}/{_WHOLE[space]}/{_WARM}"
 
 
 def op_name_for(space: str | None, resolution: int | None = None, width_mult: float | None = None) -> str:
@@ -71,14 +86,14 @@ def op_name_for(space: str | None, resolution: int | None = None, width_mult: fl
     whole = name_for(space, resolution, width_mult)
     space, res, width, op, _ = parse(whole)
     layer = len(get_space(space, res, width).layers) // 2
-    return whole.replace(f"/{op}/", f"/{op}.layer{layer}/")
+    return whole.replace(f"/{op}/", f"/{_OPS[space]}.layer{layer}/")
 
 
 def parse(name: str) -> tuple[str, int, float, str, int | None]:
     """(space, resolution, width_mult, op, layer: None for a whole network) of a reference name; ValueError
     for a name we never build."""
     m = _PATTERN.match(name)
-    if m is None or _OPS.get(m["space"]) != m["op"]:
+    if m is None or m["op"] not in _ops_named(m["space"], whole=m["layer"] is None):
         raise ValueError(f"unknown drift reference {name!r}; references look like {NAME!r}")
     return m["space"], int(m["res"]), float(m["width"] or 1.0), m["op"], None if m["layer"] is None else int(m["layer"])
 
@@ -109,5 +124,31 @@ def _net(space_name: str, resolution: int, width: float, op: str) -> tuple[nn.Mo
     from shared.spaces import get_space
 
     space = get_space(space_name, resolution, width)
-    choices = [op if op in layer.candidates else layer.candidates[0] for layer in space.layers]
+    choices = _choices(space.layers, op)
     return build_net(make_arch(space, choices)), (1, 3, resolution, resolution)
+
+
+def _ops_named(space: str, *, whole: bool) -> set[str]:
+    if space not in _OPS:
+        return set()
+    return {_OPS[space], _WHOLE[space]} if whole else {_OPS[space]}
+
+
+def whole_choices(name: str) -> list[str]:
+    """The choice per searchable layer of a whole reference; ValueError for an op reference."""
+    from shared.spaces import get_space
+
+    space, resolution, width, op, layer = parse(name)
+    if layer is not None:
+        raise ValueError(f"{name!r} is an op reference, not a whole network")
+    return _choices(get_space(space, resolution, width).layers, op)
+
+
+def _choices(layers, op: str) -> list[str]:
+    if op != MIX:
+        return [op if op in layer.candidates else layer.candidates[0] for layer in layers]
+    out = []
+    for i, layer in enumerate(layers):
+        ops = [c for c in layer.candidates if c != "zero"]
+        out.append(ops[i % len(ops)])
+    return out
