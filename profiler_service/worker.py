@@ -182,7 +182,10 @@ class Worker:
                 Q.finish(s, job_id, "failed", error[:4000], worker_id=self.id)
         self._settle(job_id, act)
 
-    def _should_cancel(self, job_id: str) -> Callable[[], bool]:
+    def _should_cancel(self, jobs: str | set[str]) -> Callable[[], bool]:
+        """A check for the engine: True once the worker stops or the job is no longer ours and running (a
+        cancel). ``jobs`` is one job id, or a batch's pending ids (a live set, ``worker_networks.py``):
+        then True once none of them is. Each check (at most every ``_CANCEL_POLL_S``) beats the heartbeat."""
         last = [0.0, False]
 
         def check() -> bool:
@@ -192,9 +195,10 @@ class Worker:
             if now - last[0] >= _CANCEL_POLL_S:
                 try:
                     with self.db.session() as s:
-                        last[1] = not Q.heartbeat(s, job_id, self.id)
+                        last[1] = not (Q.heartbeat(s, jobs, self.id) if isinstance(jobs, str)
+                                       else Q.heartbeat_many(s, jobs, self.id))
                 except SQLAlchemyError as e:  # a database blip must not abort a long profile
-                    log.warning("job %s: status check failed (%s); carrying on", job_id, e)
+                    log.warning("job %s: status check failed (%s); carrying on", jobs, e)
                 last[0] = now
             return last[1]
         return check

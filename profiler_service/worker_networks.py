@@ -9,11 +9,7 @@ stored and its job finished as its result lands. Kept beside ``worker.py``, whic
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import TYPE_CHECKING
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from profiler_service.services import networks as N
 from profiler_service.services import queue as Q
@@ -22,9 +18,6 @@ from shared.schemas import OpStats
 
 if TYPE_CHECKING:
     from profiler_service.worker import Worker
-
-log = logging.getLogger(__name__)
-CANCEL_POLL_S = 0.5
 
 
 def run_networks(worker: Worker, job_id: str) -> None:
@@ -48,36 +41,15 @@ def run_networks(worker: Worker, job_id: str) -> None:
                 Q.finish(s, jid, "done", worker_id=worker.id)
         pending.discard(jid)
 
-    try:
+    try:  # the process stops once every pending job is cancelled; a cancelled one's result is dropped
         completed = measure_networks(nets, **worker._engine_args(params), on_result=on_result,
-                                     should_cancel=_all_cancelled(worker, pending))
+                                     should_cancel=worker._should_cancel(pending))
     except MeasureError as e:
         _settle_failed(worker, pending, e)
         return
     if not completed:
         for jid in list(pending):  # shutdown: back to the queue; cancelled ones stay cancelled
             worker._after_engine(jid, completed=False)
-
-
-def _all_cancelled(worker: Worker, pending: set[str]):
-    """Stop the batch's process when the worker stops or no job still pending is ours and running (a cancel);
-    each check (at most every ``CANCEL_POLL_S``) beats the pending jobs' heartbeats in one statement. A
-    cancelled job's result, should it land, is dropped (``on_result``)."""
-    last = [0.0, False]
-
-    def check() -> bool:
-        if worker._stop.is_set():
-            return True
-        now = time.monotonic()
-        if now - last[0] >= CANCEL_POLL_S:
-            try:
-                with worker.db.session() as s:
-                    last[1] = not Q.heartbeat_many(s, pending, worker.id)
-            except SQLAlchemyError as e:  # a database blip must not abort the batch
-                log.warning("network batch: status check failed (%s); carrying on", e)
-            last[0] = now
-        return last[1]
-    return check
 
 
 def _settle_failed(worker: Worker, pending: set[str], error: Exception) -> None:
