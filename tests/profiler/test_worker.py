@@ -160,3 +160,30 @@ def test_a_network_that_fails_its_batch_fails_alone_and_the_rest_go_back_to_the_
     assert jobs[broken].status == "failed"
     assert jobs[broken].error.startswith("measuring the network failed: SpecError: type: unknown op type 'conv'")
     assert jobs[first].status == "queued" and jobs[first].claimed_by is None
+
+
+def test_a_network_cancelled_mid_batch_stays_cancelled_and_unmeasured_while_the_rest_finish(
+        db: Database, device_id: int, tmp_path):
+    import threading
+
+    from profiler_helpers import wait_for
+
+    from profiler_service.db import Network
+    from profiler_service.services.jobs import cancel_job
+
+    kept, dropped = _queue_network(db, device_id, 0), _queue_network(db, device_id, 2)
+    worker = Worker(db, fast_settings(tmp_path), device_id)
+    runner = threading.Thread(target=worker.run_once)
+    runner.start()
+
+    def statuses() -> dict:
+        with db.session(write=False) as s:
+            return {j.id: j.status for j in s.scalars(select(Job))}
+    wait_for(statuses, lambda st: st[dropped] == "running", "the batch claimed")
+    with db.session() as s:
+        cancel_job(s, dropped)
+    runner.join(300)
+    with db.session(write=False) as s:
+        nets = {n.job_id: n for n in s.scalars(select(Network))}
+    assert statuses() == {kept: "done", dropped: "cancelled"}
+    assert nets[kept].median_ms > 0 and nets[dropped].median_ms is None
