@@ -50,15 +50,17 @@ def claim_next_job(session: Session, device_id: int, worker_id: str) -> Job | No
     stmt = (select(Job.id).where(Job.device_id == device_id, Job.status == "queued")
             .order_by(Job.created_at, Job.id).limit(1).with_for_update(skip_locked=True))
     job_id = session.scalar(stmt)
-    if job_id is None:
-        return None
+    return None if job_id is None else _claim(session, job_id, worker_id)
+
+
+def _claim(session: Session, job_id: str, worker_id: str) -> Job | None:
+    """queued -> running for ``worker_id``; None when another claimer (or a cancel) got there first."""
     now = utcnow()
     if not _set(session, job_id, only_if=("queued",), status="running", claimed_by=worker_id, started_at=now,
                 heartbeat_at=now, finished_at=None, error=None, attempts=Job.attempts + 1):
         return None
     _set_network(session, job_id, status="running")
-    job = session.get(Job, job_id, populate_existing=True)
-    return job
+    return session.get(Job, job_id, populate_existing=True)
 
 
 def _measured_alike(a: Job, b: Job) -> bool:
@@ -78,14 +80,11 @@ def claim_batch(session: Session, device_id: int, worker_id: str, first: Job, li
     stmt = (select(Job).where(Job.device_id == device_id, Job.status == "queued")
             .order_by(Job.created_at, Job.id).limit(limit).with_for_update(skip_locked=True))
     out = []
-    now = utcnow()
     for job in list(session.scalars(stmt)):
         if not _measured_alike(first, job):
             break
-        if _set(session, job.id, only_if=("queued",), status="running", claimed_by=worker_id, started_at=now,
-                heartbeat_at=now, finished_at=None, error=None, attempts=Job.attempts + 1):
-            _set_network(session, job.id, status="running")
-            out.append(session.get(Job, job.id, populate_existing=True))
+        if (claimed := _claim(session, job.id, worker_id)) is not None:
+            out.append(claimed)
     return out
 
 
