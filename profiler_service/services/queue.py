@@ -94,7 +94,7 @@ def heartbeat(session: Session, job_id: str, worker_id: str) -> bool:
 
 
 def heartbeat_many(session: Session, job_ids: Collection[str], worker_id: str) -> set[str]:
-    """Mark a batch's jobs alive in one statement; returns those still running and ours."""
+    """Mark a batch's jobs alive (one UPDATE for all, then one SELECT); returns those still running and ours."""
     ids = list(job_ids)
     session.execute(update(Job).where(Job.id.in_(ids), Job.status == "running", Job.claimed_by == worker_id)
                     .values(heartbeat_at=utcnow()).execution_options(synchronize_session=False))
