@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from profiler_service.db.engine import Database
 from profiler_service.db.models import Table
 from profiler_service.measure.reference import NAME as DEFAULT_REFERENCE
+from profiler_service.services import clock as CL
 from profiler_service.services import drift as D
 from profiler_service.services import queue as Q
 from profiler_service.services import tables as T
@@ -241,6 +242,7 @@ class Worker:
             with self.db.session() as s:
                 row = D.record_quiet(s, self.device_id, cfg[0], cfg[1], estimate, reference=cfg[2],
                                      others_cores=stats.others_cores)
+                CL.log_burst(s, row, burst_ms=stats.median_ms, pooled_ms=estimate, others_cores=stats.others_cores)
                 log.info("nominal %s/%d threads/%s: burst %.3f ms, recent bursts %.3f ms (others busy on %s cores)"
                          " -> nominal %.3f ms (v%d)", *cfg, stats.median_ms, estimate, stats.others_cores,
                          row.nominal_ms, row.version)

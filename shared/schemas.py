@@ -135,6 +135,35 @@ class DeviceOut(BaseModel):
     backends: list[str]
 
 
+class NominalBurstOut(BaseModel):
+    """One burst of the drift reference alone, and the nominal it left."""
+
+    at: datetime
+    burst_ms: float  # this burst's quiet-speed estimate
+    pooled_ms: float  # the worker's recent bursts pooled: what it offered the store
+    nominal_ms: float  # the nominal after it
+    version: int
+    others_cores: float | None = None
+    shared: bool  # other processes kept the device busy meanwhile (or the machine did not say)
+
+
+class ClockOut(BaseModel):
+    """One configuration's clock: the nominal its figures are scaled to, and the bursts behind it, newest
+    first. ``spread_pct``: how far the last hour's unshared bursts lay apart ((max - min) / median, in %),
+    the device's own floor under two latencies read minutes apart; None with fewer than two."""
+
+    backend: str
+    threads: int
+    reference: str
+    nominal_ms: float
+    version: int
+    source: str
+    updated_at: datetime
+    bursts: list[NominalBurstOut]
+    spread_pct: float | None = None
+    spread_bursts: int = 0
+
+
 class SpaceOut(BaseModel):
     name: str
     description: str

@@ -162,3 +162,26 @@ class DriftReference(Base):
     # first result, where no burst has run yet: replaced by the first burst)
     source: Mapped[str] = mapped_column(String(20), default="first-observation")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NominalBurst(Base):
+    """One burst of a drift reference alone (``measure/nominal.py``) and what the store made of it: the
+    burst's own estimate, the worker's recent bursts pooled, and the nominal (and its version) after it.
+    The history is the device's clock audited: how far its quiet speed moved from one burst to the next
+    is the floor under any two latencies read minutes apart (``services/clock.py``)."""
+
+    __tablename__ = "nominal_bursts"
+    __table_args__ = (Index("ix_nominal_bursts_config", "device_id", "backend", "threads", "reference", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    backend: Mapped[str] = mapped_column(String(50))
+    threads: Mapped[int] = mapped_column(Integer)
+    reference: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    burst_ms: Mapped[float] = mapped_column(Float)
+    pooled_ms: Mapped[float] = mapped_column(Float)
+    nominal_ms: Mapped[float] = mapped_column(Float)
+    version: Mapped[int] = mapped_column(Integer)
+    # cores other processes kept busy meanwhile (None: the machine does not say)
+    others_cores: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -69,6 +69,16 @@ def test_profile_small_ops_end_to_end(api: httpx.Client):
     assert summaries[job["table_id"]]["entries"] == len(table["entries"])
     assert summaries[job["table_id"]]["etag"] == table["etag"]
 
+    # the clock the figures are on, audited: the nominal they name, and the burst of the reference behind it
+    nominal = {e["nominal_ms"] for e in table["entries"].values()}
+    assert len(nominal) == 1
+    clocks = [c for c in api.get("/v1/device/clocks").json() if c["nominal_ms"] in nominal]
+    assert len(clocks) == 1 and clocks[0]["bursts"], clocks
+    latest = clocks[0]["bursts"][0]
+    assert (latest["nominal_ms"], latest["version"]) == (clocks[0]["nominal_ms"], clocks[0]["version"])
+    assert latest["burst_ms"] > 0 and latest["pooled_ms"] > 0
+    assert api.get("/v1/device/clocks", params={"bursts": -1}).status_code == 422
+
 
 def test_etag_gives_304_until_the_table_changes(api: httpx.Client):
     params = {"device": "etag-device", "backend": "tflite", "threads": 1, "batch": 1}

@@ -46,7 +46,7 @@ def add_job(db: Database, device_id: int, **kw) -> str:
 def test_schema_is_migrated_and_matches_models(db: Database):
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0004"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0005"
     init_db(db.url).dispose()  # upgrading an up-to-date database is a no-op
 
 
