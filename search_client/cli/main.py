@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
+from search_client.cli.clock import add_clock, run_clock
 from search_client.cli.fidelity import add_calibrate, add_validate, run_calibrate, run_validate
 from search_client.data.datasets import DATASETS
 from search_client.engine.search import SearchConfig
@@ -321,6 +322,7 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "train": ("retrain a derived architecture, report test accuracy", add_train, run_train),
     "predict": ("predicted latency of an architecture from a table", add_predict, run_predict),
     "tables": ("list the tables of a profiler service", add_tables, run_tables),
+    "clock": ("the device's nominals, the bursts behind them and how far they moved", add_clock, run_clock),
     "calibrate": ("fit the table's calibrated latency model from measured random networks", add_calibrate,
                   run_calibrate),
     "validate": ("score raw / one-factor / calibrated predictions on unseen measured networks", add_validate,

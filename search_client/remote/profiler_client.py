@@ -25,6 +25,7 @@ import httpx
 
 from shared.schemas import (
     ArchIn,
+    ClockOut,
     ImportResponse,
     JobCreate,
     LookupResponse,
@@ -169,6 +170,12 @@ class ProfilerClient:
 
     def spaces(self) -> list[dict]:
         return self._json("GET", "/v1/spaces")
+
+    def clocks(self, bursts: int = 20) -> list[ClockOut]:
+        """The device's nominals (the clocks its figures are on) with their latest ``bursts`` bursts and how far
+        the last hour's lay apart: the device's own floor under two latencies read minutes apart."""
+        return [ClockOut.model_validate(c) for c in self._json("GET", "/v1/device/clocks",
+                                                               params={"bursts": bursts})]
 
     # ---- tables -----------------------------------------------------------------------------------
 

@@ -152,3 +152,6 @@ def test_profile_job_then_measure_network(client):
     assert net.status == "done" and net.measured is not None and net.measured.median_ms > 0
     assert net.missing == []
     assert net.predicted_ms == pytest.approx(model.predict(choices), rel=1e-6)
+    # the clock the measurement is on, and the burst of the reference behind it
+    clocks = {c.nominal_ms: c for c in client.clocks(bursts=5)}
+    assert net.measured.nominal_ms in clocks and clocks[net.measured.nominal_ms].bursts

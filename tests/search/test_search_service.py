@@ -73,3 +73,17 @@ def test_search_refuses_missing_keys_then_profiles_them_and_measures(partial_tab
     summary = json.loads((tmp_path / "run" / "derived" / "derive.json").read_text())
     # the table changed under the search (two real measurements), so compare to the table now
     assert "predicted" in capsys.readouterr().out and summary["predicted_ms"] > 0
+
+
+def test_clock_shows_each_nominal_and_the_bursts_behind_it(profiler_server, capsys):
+    """After the search above profiled and measured on this server, each of its clocks is listed with the burst
+    that set it (the worker times the reference alone before its first job on a configuration)."""
+    clocks = httpx.get(f"{profiler_server.url}/v1/device/clocks", timeout=30).json()
+    assert main(["clock", "--profiler", profiler_server.url, "--bursts", "1"]) == 0
+    out = capsys.readouterr().out
+    assert clocks and "no clocks yet" not in out
+    for c in clocks:
+        head = f"{c['reference']}  {c['backend']} x{c['threads']}: nominal {c['nominal_ms']:.4f} ms"
+        assert f"{head} (v{c['version']}, {c['source']}" in out
+        if c["bursts"]:  # a nominal a first observation set before any burst has none
+            assert f"-> nominal {c['bursts'][0]['nominal_ms']:.4f} ms v{c['bursts'][0]['version']}" in out
