@@ -120,6 +120,7 @@ def main() -> None:
                                                     "choices": a.choices}) for a in archs]
             served = [client.wait_network(i, timeout=3600).measured for i in ids]
             sums_a, nominal_a = table_sums(client, table_a, nets)
+            clocks = {"A": client.clocks(bursts=10)}
         served_at = time.monotonic() - t0
         load_direct = os.getloadavg()[0]
         reference = name_for(args.space, args.resolution)
@@ -129,6 +130,7 @@ def main() -> None:
         direct_at = time.monotonic()
         with profiler(tmp / "b", "nominal-b") as client:
             sums_b, nominal_b = table_sums(client, profile(client, keys), nets)
+            clocks["B"] = client.clocks(bursts=10)
         direct_again = direct_ms(nets, tmp / "direct", args.direct_s, args.direct_rounds)
         again_after = time.monotonic() - direct_at
     print(f"\n1. served vs direct (service A's nominal {first_nominal:.3f} ms when it profiled, "
@@ -170,6 +172,11 @@ def main() -> None:
               f"{int((rel <= 0.03).sum())}/{len(rel)}")
     print("   sums A: " + " ".join(f"{v:.2f}" for v in sums_a))
     print("   sums B: " + " ".join(f"{v:.2f}" for v in sums_b))
+    print("\nthe services' clocks (GET /v1/device/clocks): each nominal and the bursts behind it, oldest first")
+    for name, cs in clocks.items():
+        for c in cs:
+            bursts = " ".join(f"{b.burst_ms:.4f}{'*' if b.shared else ''}" for b in reversed(c.bursts))
+            print(f"   {name} {c.reference}: nominal {c.nominal_ms:.4f} ms v{c.version}; bursts {bursts}")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
