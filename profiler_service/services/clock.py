@@ -59,7 +59,7 @@ def spread_pct(bursts_ms: list[float]) -> float | None:
 def clocks(session: Session, device_id: int, bursts: int = 20) -> list[ClockOut]:
     """Each configuration's nominal on this device with its latest ``bursts`` bursts, newest first."""
     rows = session.scalars(select(DriftReference).where(DriftReference.device_id == device_id)
-                           .order_by(DriftReference.backend, DriftReference.threads, DriftReference.reference))
+                           .order_by(DriftReference.backend, DriftReference.threads, DriftReference.reference)).all()
     since = utcnow() - SPREAD_WINDOW
     out = []
     for row in rows:
