@@ -7,7 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-Backend = Literal["onnxruntime", "torch", "torch-cuda"]
+# Runtimes a worker may offer (each an optional install but onnxruntime and torch); a table of an int8 runtime
+# says dtype "int8".
+Backend = Literal["onnxruntime", "onnxruntime-int8", "openvino", "litert", "litert-int8", "torch", "torch-cuda"]
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 
 

@@ -57,6 +57,9 @@ def main() -> None:
             for label, stats in run_task(backend, task, job["batch"], protocol):
                 send("result", label, stats.model_dump())
         except TaskError as e:
+            if task[0] == "op":  # one op the runtime cannot convert or run: the other ops still count
+                send("op-failed", e.label, str(e))
+                continue
             send("error", e.label, str(e))
             return
         if task[0] == "reference":  # the burst's quiet speed: what this child's slow-downs are read against

@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from profiler_service.db.models import FINISHED, Device, Job, Network, utcnow
+from profiler_service.measure.backends import precision_of, unavailable_reason
 from profiler_service.measure.reference import op_name_for
 from profiler_service.services import tables as T
 from profiler_service.services.errors import Conflict, Invalid, NotFound
@@ -41,7 +42,8 @@ def resolve_keys(req: JobCreate, limits: Limits) -> list[str]:
 
 def check_runnable(backend: str, threads: int, backends: Sequence[str]) -> None:
     if backend not in backends:
-        raise Invalid("backend", f"{backend!r} is not available on this device; available: {list(backends)}")
+        reason = unavailable_reason(backend) or f"{backend!r} is not available on this device"
+        raise Invalid("backend", f"{reason}; this worker serves {list(backends)}")
     cores = os.cpu_count() or 1
     if threads > cores:
         raise Invalid("threads", f"{threads} exceeds the {cores} logical cores of this device")
@@ -65,7 +67,8 @@ def create_profile_job(session: Session, req: JobCreate, *, device: Device, limi
                                       f"batch={table.batch} of another configuration or device; the job asks "
                                       f"backend={req.backend} threads={req.threads} batch={req.batch} here")
     else:
-        table = T.get_or_create_table(session, device, req.backend, req.threads, req.batch)
+        table = T.get_or_create_table(session, device, req.backend, req.threads, req.batch,
+                                      precision_of(req.backend))
     # A space's ops are timed against that space's own reference op (a whole network slows in ways its ops
     # alone do not, measure/reference.py); bare keys against the default space's.
     reference = op_name_for(req.space, req.resolution, req.width_mult)

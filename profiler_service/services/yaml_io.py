@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from profiler_service.db.models import Table
+from profiler_service.measure.backends import known_backends, precision_of
 from profiler_service.services import tables as T
 from profiler_service.services.errors import Invalid
 from shared.schemas import ImportResponse, OpStats
@@ -246,6 +247,11 @@ def parse_table(body: bytes | str) -> dict[str, OpStats]:
         T.check_key(key)
         out[key] = parse(key, entry)
     return out
+
+
+def default_dtype(backend: str) -> str:
+    """The arithmetic a runtime's tables hold; float32 for a runtime this worker does not know."""
+    return precision_of(backend) if backend in known_backends() else "float32"
 
 
 def import_table(session: Session, body: bytes | str, *, device: str, backend: str, threads: int,

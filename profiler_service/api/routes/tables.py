@@ -70,7 +70,9 @@ def import_table(body: RawBody, session: SessionDep,
                  backend: Annotated[str, Query(min_length=1, max_length=50)],
                  threads: Annotated[int, Query(ge=1, le=1024)] = 1,
                  batch: Annotated[int, Query(ge=1, le=100_000)] = 1,
-                 dtype: Annotated[str, Query(min_length=1, max_length=20)] = "float32") -> ImportResponse:
-    """Import published yaml (``KEY: {count, mean, var}``) or our JSON into that configuration's table."""
+                 dtype: Annotated[str | None, Query(min_length=1, max_length=20)] = None) -> ImportResponse:
+    """Import published yaml (``KEY: {count, mean, var}``) or our JSON into that configuration's table.
+    ``dtype`` defaults to the runtime's own (int8 for an int8 runtime, float32 otherwise)."""
+    dtype = dtype or yaml_io.default_dtype(backend)
     return yaml_io.import_table(session, body, device=device, backend=backend, threads=threads, batch=batch,
                                 dtype=dtype)
