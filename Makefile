@@ -10,8 +10,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q torch==2.13.0 -e '.[dev,litert,openvino]'
 	touch $(STAMP)
 
 # pytest exits 5 when it collects nothing; make treats any non-zero exit as failure.

@@ -36,12 +36,12 @@ async function refreshTables() {
   const tables = await getJSON("/v1/tables");
   tables.sort((a, b) => String(b.updated_at).localeCompare(String(a.updated_at)));
   rows("#tables tbody", tables.map((t) => `<tr data-id="${esc(t.id)}" class="${t.id === selectedTable ? "selected" : ""}">
-    <td><code>${esc(t.id)}</code></td><td>${esc(t.device)}</td><td>${esc(t.backend)}</td><td>${t.threads}</td>
-    <td>${t.batch}</td><td class="entries">${t.entries}</td><td>${when(t.updated_at)}</td>
+    <td><code>${esc(t.id)}</code></td><td>${esc(t.device)}</td><td>${esc(t.backend)}</td><td>${esc(t.dtype)}</td>
+    <td>${t.threads}</td><td>${t.batch}</td><td class="entries">${t.entries}</td><td>${when(t.updated_at)}</td>
     <td>${calibrationText(t.calibration)}</td></tr>`));
   const sel = $("#hm-table");
   const keep = sel.value;
-  sel.innerHTML = tables.map((t) => `<option value="${esc(t.id)}">${short(t.id)} · ${esc(t.device)} · ${esc(t.backend)}` +
+  sel.innerHTML = tables.map((t) => `<option value="${esc(t.id)}">${short(t.id)} · ${esc(t.device)} · ${esc(t.backend)} ${esc(t.dtype)}` +
     ` · ${t.entries} entries</option>`).join("");
   sel.value = selectedTable || keep || (tables.find((t) => t.entries > 0) || tables[0] || {}).id || "";
   return tables;

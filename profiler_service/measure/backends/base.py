@@ -45,7 +45,10 @@ class Backend(ABC):
     @classmethod
     def installed(cls) -> bool:
         """Whether every module the runtime needs can be imported here (checked without importing it)."""
-        return all(importlib.util.find_spec(m) is not None for m in cls.requires)
+        try:
+            return all(importlib.util.find_spec(m) is not None for m in cls.requires)
+        except ImportError:  # a dotted name whose parent is missing, or an import hook that refuses it
+            return False
 
     @classmethod
     def usable(cls) -> bool:
