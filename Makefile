@@ -30,8 +30,9 @@ bench-table: install
 bench-memory: install
 	$(PY) bench/supernet_memory.py
 
+# Every runtime at 160 px (about an hour on 2 cores); the resolution grid: bench/fidelity.py --md docs/results/fidelity.md
 bench-fidelity: install
-	$(PY) bench/fidelity.py
+	$(PY) bench/fidelity.py --backends onnxruntime litert litert-int8 openvino onnxruntime-int8 --md docs/results/fidelity.md
 
 # The API under 10 / 50 / 200 clients while a job profiles (needs 2 CPUs: server + load on one, benchmark on the other).
 bench-load: install
@@ -42,7 +43,7 @@ bench-search: install
 	$(PY) bench/search_outcome.py $(if $(QUICK),--quick,--png docs/search_outcome.png)
 
 bench-specialisation: install
-	$(PY) bench/specialisation.py $(if $(QUICK),--quick,--png docs/specialisation.png)
+	$(PY) bench/specialisation.py $(if $(QUICK),--quick,--md docs/results/specialisation.md)
 
 clean:
 	rm -rf var runs .pytest_cache

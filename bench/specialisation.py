@@ -1,13 +1,13 @@
-"""Hardware specialisation (issue 8, item 5): the same search against two tables of different character.
+"""Hardware specialisation: the same search against tables of runtimes of different character.
 
-One profiler (SQLite, loopback) profiles the space at the search resolution on two backends of this
-machine (default: onnxruntime and eager torch, 1 thread each: onnxruntime fuses and reorders, eager torch
-pays a fixed dispatch cost per module). Each table is calibrated on the same random nets measured on its
-own backend, and its budget is the same percentile of those measured latencies. One shared warm-up, then
-one ``search --max-ms`` per table; each derived net is measured on *both* backends, and the two nets are
-compared per stage (depth, kernel, expansion). Writes a picture and specialisation.json.
+One profiler (SQLite, loopback) profiles the space at the search resolution on several runtimes of this
+machine (default: fp32 onnxruntime, int8 LiteRT under XNNPACK, fp32 OpenVINO; 1 thread each). Each table is
+calibrated on the same random nets measured on its own runtime, and its budget is the same percentile of
+those measured latencies. One shared warm-up, then one ``search --max-ms`` per table; every derived net is
+measured on *every* runtime (the latency matrix), and the nets are compared per stage (depth, kernel,
+expansion). Writes a picture, specialisation.json and, with ``--md``, the results page.
 
-    .venv/bin/python bench/specialisation.py [--space proxyless-mobile] [--png docs/specialisation.png]
+    .venv/bin/python bench/specialisation.py [--tables onnxruntime:1 litert-int8:1 openvino:1] [--md PAGE]
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--space", default="proxyless-mobile", choices=["proxyless-mobile", "proxyless-cifar"])
     p.add_argument("--resolution", type=int, default=28)
     p.add_argument("--dataset", default=None, help="default: mnist when the CLI has it, else digits")
-    p.add_argument("--tables", nargs=2, default=["onnxruntime:1", "torch:1"], metavar="BACKEND:THREADS")
+    p.add_argument("--tables", nargs="+", default=["onnxruntime:1", "litert-int8:1", "openvino:1"],
+                   metavar="BACKEND:THREADS")
     p.add_argument("--random", type=int, default=10, help="random nets per table (calibration and budget)")
     p.add_argument("--budget-pct", type=float, default=50, help="budget = this percentile of the random nets")
     p.add_argument("--warmup-epochs", type=int, default=2)
@@ -44,7 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch threads of each search")
     p.add_argument("--budget-s", type=float, default=0.5, help="profiler time budget per op")
     p.add_argument("--out", default="runs/specialisation")
-    p.add_argument("--png", default=None, help="also copy the picture here (e.g. docs/specialisation.png)")
+    p.add_argument("--png", default=None, help="also copy the picture here")
+    p.add_argument("--md", default=None, help="write the results page here, its picture beside it")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     if args.dataset is None:
@@ -117,22 +119,88 @@ def main(argv=None) -> int:
     print(format_costs(space, {n: res["tables"][n]["entries"] for n in names}))
     print("\n== derived nets per stage")
     print(format_stages(space, res["stages"]))
-    print("\n== each derived net measured on each backend (ms, median; budget in brackets)")
-    print(f"{'measured on':<18}" + "".join(f"{'net for ' + n:>22}" for n in names))
-    for on in names:
-        print(f"{on + ' [' + format(res['tables'][on]['budget_ms'], '.3f') + ']':<18}"
-              + "".join(f"{cross[on][n]:22.3f}" for n in names))
+    print("\n== each derived net measured on each runtime (ms, median; budget in brackets)")
+    print(matrix_text(names, res, cross))
     png = plot_nets(out / "specialisation.png", space, derived, res["stages"],
-                    title=f"{args.space} @{args.resolution}: one search, two tables")
+                    title=f"{args.space} @{args.resolution}: one search, {len(names)} runtimes")
     if args.png:
         Path(args.png).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(png, args.png)
+    res["matrix_text"] = matrix_text(names, res, cross)
+    res["stages_text"] = format_stages(space, res["stages"])
+    res["costs_text"] = format_costs(space, {n: res["tables"][n]["entries"] for n in names})
+    if args.space == "proxyless-mobile":
+        res["kernel_premium"] = {n: kernel_premium(space, res["tables"][n]["entries"]) for n in names}
     for t in res["tables"].values():
         t.pop("entries")
     res["seconds"] = round(time.perf_counter() - t0, 1)
     (out / "specialisation.json").write_text(json.dumps(res, indent=2))
+    if args.md:
+        write_page(Path(args.md), res, png, names)
     print(f"\n{res['seconds'] / 60:.1f} min; plot {png}; results {out / 'specialisation.json'}")
     return 0
+
+
+def matrix_text(names: list[str], res: dict, cross: dict) -> str:
+    """Rows: the runtime a net is measured on; columns: the runtime it was searched for."""
+    lines = [f"{'measured on':<22}" + "".join(f"{'net for ' + n:>24}" for n in names)]
+    for on in names:
+        lines.append(f"{on + ' [' + format(res['tables'][on]['budget_ms'], '.3f') + ']':<22}"
+                     + "".join(f"{cross[on][n]:24.3f}" for n in names))
+    return "\n".join(lines)
+
+
+def crossover(names: list[str], res: dict) -> list[str]:
+    """Per runtime: is its own net the fastest of the searched nets there, and does it keep its budget."""
+    cross = res["cross_measured_ms"]
+    out = []
+    for on in names:
+        best = min(names, key=lambda n: cross[on][n])
+        budget = res["tables"][on]["budget_ms"]
+        verdict = "its own net is the fastest there" if best == on else f"the net searched for {best} is faster"
+        out.append(f"- on **{on}** (budget {budget:.3f} ms): {verdict}; its own net measures "
+                   f"{cross[on][on]:.3f} ms ({'within' if cross[on][on] <= budget else 'over'} budget)")
+    return out
+
+
+def kernel_premium(space, entries: dict[str, float]) -> dict[str, float]:
+    """Median over layers of what a 5x5 and a 7x7 MBConv6 cost against the 3x3 MBConv6 of the same layer: why
+    a runtime's search avoids (or takes) large kernels."""
+    out = {}
+    for k in (5, 7):
+        ratios = []
+        for layer in space.layers:
+            small, big = layer.spec("3x3_MBConv6"), layer.spec(f"{k}x{k}_MBConv6")
+            if small is not None and big is not None and entries.get(small.key) and entries.get(big.key):
+                ratios.append(entries[big.key] / entries[small.key])
+        if ratios:
+            out[f"{k}x{k}"] = sorted(ratios)[len(ratios) // 2]
+    return out
+
+
+def write_page(page: Path, res: dict, png: Path, names: list[str]) -> None:
+    """The results page, whole: setup, the latency matrix, the per-stage table, the picture, what it shows."""
+    page.parent.mkdir(parents=True, exist_ok=True)
+    picture = page.with_suffix(".png")
+    shutil.copy(png, picture)
+    lines = ["# Specialisation: one search, several runtimes", "",
+             f"{res['space']} at {res['resolution']} px on {res['dataset']}; tables: {', '.join(names)} (this "
+             "machine's CPU, 1 thread each). Each table's budget is the same percentile of random nets measured "
+             "on its own runtime; one shared warm-up, then one search per table; every derived net measured on "
+             "every runtime.", "",
+             "Regenerate: `make bench-specialisation` "
+             f"({res['seconds'] / 60:.0f} min for this run).", "",
+             "## Latency matrix (ms, median)", "", "Rows: measured on; columns: searched for.", "", "```",
+             res["matrix_text"], "```", "", "## What it shows", "", *crossover(names, res), "",
+             *[f"- {n}: a 5x5 MBConv6 costs {p.get('5x5', float('nan')):.2f}x and a 7x7 "
+               f"{p.get('7x7', float('nan')):.2f}x the 3x3 of the same layer (median over layers)"
+               for n, p in res.get("kernel_premium", {}).items()],
+             "",
+             "## Derived nets per stage", "", "```", res["stages_text"], "```", "",
+             "## Per-op cost relative to the cheapest candidate of its layer", "", "```", res["costs_text"], "```",
+             "", f"![derived nets]({picture.name})", ""]
+    page.write_text("\n".join(lines))
+    print(f"wrote {page}")
 
 
 if __name__ == "__main__":
