@@ -31,6 +31,7 @@ from shared.schemas import OpStats
 if TYPE_CHECKING:  # the engine's modules load numpy; the worker loads them only when it runs a job
     from profiler_service.measure.nominal import BurstStats, RecentBursts
     from profiler_service.measure.protocol import Protocol
+    from profiler_service.measure.runner import EngineConfig
 
 log = logging.getLogger(__name__)
 
@@ -210,11 +211,13 @@ class Worker:
         set when it was queued; a job queued before references were matched uses the default."""
         return params.get("reference", DEFAULT_REFERENCE)
 
-    def _engine_args(self, params: dict) -> dict:
-        return {"backend": params["backend"], "threads": int(params["threads"]),
-                "batch": int(params["batch"]), "protocol": self._protocol(params),
-                "cache_dir": self.settings.cache_dir, "on_nominal": self._nominal_hook(params),
-                "reference": self.reference(params)}
+    def _engine_args(self, params: dict) -> EngineConfig:
+        from profiler_service.measure.runner import EngineConfig
+
+        return EngineConfig(backend=params["backend"], threads=int(params["threads"]),
+                            batch=int(params["batch"]), protocol=self._protocol(params),
+                            cache_dir=self.settings.cache_dir, on_nominal=self._nominal_hook(params),
+                            reference=self.reference(params))
 
     def _protocol(self, params: dict) -> Protocol:
         """The settings' protocol, with the configuration's quiet reference speed (its nominal, where one is
@@ -297,7 +300,7 @@ class Worker:
                 progress(done[0], len(all_keys))
 
         if todo:
-            measure_ops(todo, **self._engine_args(params), on_result=on_result,
+            measure_ops(todo, self._engine_args(params), on_result=on_result,
                         should_cancel=self._should_cancel(job_id))
         # Settle from what was stored, not from how the engine returned: every key stored is done, even if a
         # cancel or shutdown raced the last op.

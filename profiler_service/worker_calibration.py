@@ -38,7 +38,7 @@ def run_calibration(worker: Worker, job_id: str) -> None:
             Q.add_progress(s, job_id)
 
     if todo:
-        completed = measure_networks(todo, **worker._engine_args(params), on_result=on_result,
+        completed = measure_networks(todo, worker._engine_args(params), on_result=on_result,
                                      should_cancel=worker._should_cancel(job_id))
         if not completed:
             worker._after_engine(job_id, completed=False)

@@ -42,7 +42,7 @@ def run_networks(worker: Worker, job_id: str) -> None:
         pending.discard(jid)
 
     try:  # the process stops once every pending job is cancelled; a cancelled one's result is dropped
-        completed = measure_networks(nets, **worker._engine_args(params), on_result=on_result,
+        completed = measure_networks(nets, worker._engine_args(params), on_result=on_result,
                                      should_cancel=worker._should_cancel(pending))
     except MeasureError as e:
         _settle_failed(worker, pending, e)
