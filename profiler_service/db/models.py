@@ -101,7 +101,7 @@ class Job(Base):
     __table_args__ = (Index("ix_jobs_claim", "device_id", "status", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    kind: Mapped[str] = mapped_column(String(20))  # 'profile' | 'network'
+    kind: Mapped[str] = mapped_column(String(20))  # a job kind's name (profiler_service/jobs/registry.py)
     status: Mapped[str] = mapped_column(String(20), default="queued")
     # The device whose worker runs it: on a shared PostgreSQL each worker claims only its own.
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
