@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Collection
 
 from profiler_service.db.engine import Database
+from profiler_service.db.outage import first_line, is_outage, wait_until_up
 from profiler_service.jobs.context import ClaimedJob, JobContext, Progress
 from profiler_service.jobs.nominal import NominalKeeper
 from profiler_service.jobs.registry import job_kind
@@ -42,12 +43,14 @@ class Worker:
         self.on_op_measured = on_op_measured
         self.nominals = NominalKeeper(db, settings, device_id)
         self._current_job: str | None = None
+        self._holding: frozenset[str] = frozenset()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         LIVE_WORKERS[self.id] = None
 
     def hold(self, job_ids: Collection[str]) -> None:
         """The jobs this worker runs now, when it runs a batch of them."""
+        self._holding = frozenset(job_ids)
         if self.id in LIVE_WORKERS:
             LIVE_WORKERS[self.id] = frozenset(job_ids)
 
@@ -58,6 +61,7 @@ class Worker:
     @current_job.setter
     def current_job(self, job_id: str | None) -> None:
         self._current_job = job_id
+        self._holding = frozenset() if job_id is None else frozenset({job_id})
         if self.id in LIVE_WORKERS:
             LIVE_WORKERS[self.id] = job_id
 
@@ -88,7 +92,11 @@ class Worker:
                     last_recover = time.monotonic()
                 if not self.run_once():
                     self._stop.wait(self.settings.poll_interval_s)
-            except Exception:  # the loop must outlive a database hiccup; the job itself records its errors
+            except Exception as e:  # the loop outlives a database outage; the job itself records its errors
+                if is_outage(e):
+                    self.db.outage.noticed(e)
+                    wait_until_up(self.db.ping, self.db.outage, self._stop)
+                    continue
                 log.exception("worker %s: loop error", self.id)
                 self._stop.wait(max(5 * self.settings.poll_interval_s, 2.0))
 
@@ -138,9 +146,27 @@ class Worker:
         except MeasureError as e:
             ctx.fail(job_id, str(e) or "measurement failed")
         except Exception as e:  # recorded on the job: a client polling it must learn why
-            log.exception("job %s failed", job_id)
-            ctx.fail(job_id, f"{type(e).__name__}: {e}")
+            if is_outage(e):
+                self.retry_after_outage(ctx, self._holding or {job_id}, e)
+            else:
+                log.exception("job %s failed", job_id)
+                ctx.fail(job_id, f"{type(e).__name__}: {e}")
         finally:
             self.current_job = None
         with self.db.session(write=False) as s:
             return get_job(s, job_id).status
+
+    def retry_after_outage(self, ctx: JobContext, job_ids: Collection[str], error: BaseException) -> None:
+        """The database went away under a job: no verdict on the job. Once it answers again the job goes back
+        to the queue (with the rest of its batch), the attempt counted, so an outage that keeps coming back
+        fails it after ``max_attempts``. A worker stopped meanwhile leaves the jobs to recovery."""
+        self.db.outage.noticed(error)
+        if not wait_until_up(self.db.ping, self.db.outage, self._stop):
+            return
+        reason = f"database unavailable ({first_line(error)})"
+        for job_id in job_ids:
+            def act(s, job_id: str = job_id) -> None:
+                status = queue.retry(s, job_id, reason, max_attempts=self.settings.max_attempts, worker_id=self.id)
+                if status is not None:
+                    log.warning("job %s %s after a database outage", job_id, status)
+            ctx.settle(job_id, act)

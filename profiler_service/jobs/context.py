@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from profiler_service.db.engine import Database
+from profiler_service.db.outage import is_outage
 from profiler_service.jobs.nominal import NominalKeeper
 from profiler_service.measure.reference import NAME as DEFAULT_REFERENCE
 from profiler_service.services import queue
@@ -115,7 +116,10 @@ class JobContext:
                     action(s)
                 return
             except SQLAlchemyError as e:
-                log.warning("job %s: settling failed (%s); retrying", job_id, e)
+                if is_outage(e):
+                    self.db.outage.noticed(e)  # said once for the whole outage
+                else:
+                    log.warning("job %s: settling failed (%s); retrying", job_id, e)
                 time.sleep(min(0.2 * 2**attempt, 5.0))
         # Out of tries: the job is still ours and running; recovery takes it back (we are no longer on it).
         log.error("job %s: could not record its end; recovery will requeue it", job_id)
@@ -162,7 +166,10 @@ class JobContext:
                         cancelled = not (queue.heartbeat(s, jobs, self.worker_id) if isinstance(jobs, str)
                                          else queue.heartbeat_many(s, jobs, self.worker_id))
                 except SQLAlchemyError as e:  # a database blip must not abort a long profile
-                    log.warning("job %s: status check failed (%s); carrying on", jobs, e)
+                    if is_outage(e):
+                        self.db.outage.noticed(e)
+                    else:
+                        log.warning("job %s: status check failed (%s); carrying on", jobs, e)
                 last_at = now
             return cancelled
         return check

@@ -135,6 +135,22 @@ def requeue(session: Session, job_id: str, *, count_attempt: bool = False, worke
     return ok
 
 
+def retry(session: Session, job_id: str, reason: str, *, max_attempts: int, worker_id: str) -> str | None:
+    """running -> queued after an attempt cut short by something outside the job (a database outage), the
+    reason kept on the job until it is claimed again; ``failed`` instead after ``max_attempts`` attempts.
+    Returns the new status, or None where the job is no longer this worker's and running."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None or job.status != "running" or job.claimed_by != worker_id:
+        return None
+    if job.attempts >= max_attempts:
+        error = f"{reason} (attempt {job.attempts} of {max_attempts}); not retrying"
+        return "failed" if finish(session, job_id, "failed", error, worker_id=worker_id) else None
+    if not requeue(session, job_id, count_attempt=True, worker_id=worker_id):
+        return None
+    _set(session, job_id, only_if=("queued",), error=f"{reason}; queued again")
+    return "queued"
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

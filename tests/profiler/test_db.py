@@ -234,6 +234,24 @@ def test_a_worker_that_lost_its_job_cannot_touch_it(db: Database, device_id: int
         assert (job.status, job.claimed_by, job.attempts) == ("running", "new", 2)
 
 
+def test_a_job_cut_short_by_an_outage_is_queued_again_with_the_reason_until_its_attempts_run_out(
+        db: Database, device_id: int):
+    job_id = add_job(db, device_id)
+    reason = "database unavailable (connection refused)"
+    for attempt in (1, 2):
+        with db.session() as s:
+            assert Q.claim_next_job(s, device_id, "w").attempts == attempt
+            assert Q.retry(s, job_id, reason, max_attempts=2, worker_id="other") is None  # not its job
+            assert Q.retry(s, job_id, reason, max_attempts=2, worker_id="w") == ("queued" if attempt == 1
+                                                                               else "failed")
+        with db.session(write=False) as s:
+            job = s.get(Job, job_id)
+        if attempt == 1:  # back in the queue, the attempt counted, saying why until it is claimed again
+            assert (job.status, job.attempts, job.claimed_by, job.error) == (
+                "queued", 1, None, f"{reason}; queued again")
+    assert (job.status, job.error) == ("failed", f"{reason} (attempt 2 of 2); not retrying")
+
+
 def test_resume_knows_what_this_job_already_stored(db: Database, device_id: int):
     job_id = add_job(db, device_id)
     with db.session() as s:
