@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 from bench_server import profiler
 
+from profiler_service.clock.burst import burst, quiet_ms
 from profiler_service.measure.backends import OnnxRuntimeBackend, export_onnx
-from profiler_service.measure.nominal import burst, quiet_ms
 from profiler_service.measure.protocol import Protocol, gc_paused
 from profiler_service.measure.reference import name_for
 from shared.arch import make_arch, net_from_keys

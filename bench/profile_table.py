@@ -19,10 +19,10 @@ import time
 
 import numpy as np
 
+from profiler_service.clock.drift import to_nominal
 from profiler_service.measure.protocol import Protocol
 from profiler_service.measure.reference import op_name_for
 from profiler_service.measure.runner import EngineConfig, measure_ops
-from profiler_service.services.drift import to_nominal
 from shared.schemas import OpStats
 from shared.spaces import get_space
 

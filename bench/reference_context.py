@@ -33,7 +33,7 @@ os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # before onnxruntim
 
 import numpy as np  # noqa: E402
 
-from profiler_service.measure import nominal as N  # noqa: E402
+from profiler_service.clock import burst  # noqa: E402
 from profiler_service.measure.backends import OnnxRuntimeBackend  # noqa: E402
 from profiler_service.measure.protocol import Protocol, time_callable  # noqa: E402
 from profiler_service.measure.reference import name_for, reference_module  # noqa: E402
@@ -88,7 +88,7 @@ def main() -> None:
               + f" ms; reference alone {ref_alone:.3f} ms")
         for (ref_warm, op_rewarm), (ref_name, reference) in itertools.product(args.variants, references):
             protocol = dataclasses.replace(Protocol(), ref_warm_runs=ref_warm, op_rewarm_runs=op_rewarm)
-            nominal = N.burst(reference, be.timer, protocol, filler=filler).median_ms
+            nominal = burst.burst(reference, be.timer, protocol, filler=filler).median_ms
             stats = [time_callable(r, network_protocol(protocol), be.timer, reference=reference)
                      for r in runners]
             refs = np.array([s.ref_ms for s in stats])

@@ -58,8 +58,8 @@ class Settings(BaseSettings):
     # Time a fixed reference network between samples and scale results to the device's nominal speed
     # (measure/reference.py): off only on a box whose clock is pinned and unshared.
     drift_reference: bool = True
-    # How often a worker re-times the reference alone to re-estimate the quiet nominal (measure/nominal.py),
-    # at the start of its next job: the nominal follows the device (a VM host here slowed 7% in 10 minutes).
+    # How often a worker re-times the reference alone to re-estimate the quiet nominal (clock/burst.py),
+    # at the start of its next job: the nominal follows the device (a virtual machine has slowed 7% in 10 minutes).
     nominal_refresh_s: float = Field(default=300.0, gt=0)
     # How long that burst lasts at least: longer than the host's own wander (tens of seconds on a VM).
     nominal_burst_s: float = Field(default=20.0, ge=0, le=600)

@@ -15,10 +15,10 @@ import threading
 import time
 from collections.abc import Callable, Collection
 
+from profiler_service.clock.device import DeviceClock
 from profiler_service.db.engine import Database
 from profiler_service.db.outage import first_line, is_outage, wait_until_up
 from profiler_service.jobs.context import ClaimedJob, JobContext, Progress
-from profiler_service.jobs.nominal import NominalKeeper
 from profiler_service.jobs.registry import job_kind
 from profiler_service.services import queue
 from profiler_service.services.jobs import get_job
@@ -41,7 +41,7 @@ class Worker:
         self.device_id = device_id
         self.id = queue.new_worker_id()
         self.on_op_measured = on_op_measured
-        self.nominals = NominalKeeper(db, settings, device_id)
+        self.clock = DeviceClock(db, settings, device_id)
         self._current_job: str | None = None
         self._holding: frozenset[str] = frozenset()
         self._stop = threading.Event()
@@ -128,7 +128,7 @@ class Worker:
 
     def context(self, progress: Progress | None = None) -> JobContext:
         return JobContext(db=self.db, settings=self.settings, device_id=self.device_id, worker_id=self.id,
-                          stop=self._stop, nominals=self.nominals, hold=self.hold, progress=progress,
+                          stop=self._stop, clock=self.clock, hold=self.hold, progress=progress,
                           on_op_measured=self.on_op_measured)
 
     def run_job(self, job_id: str, progress: Progress | None = None) -> str:

@@ -144,9 +144,9 @@ class Network(Base):
 
 class DriftReference(Base):
     """The nominal latency of a drift reference for one device, backend and thread count: results are
-    scaled to it (``services/drift.py``). Estimated from a burst of the reference alone (its quietest
-    stretches, ``measure/nominal.py``); a quieter estimate later, or a slower one the device itself shows
-    (``services/drift.py record_quiet``), makes a new version, and stored figures are rescaled to it, so
+    scaled to it (``clock/drift.py``). Estimated from a burst of the reference alone (its quietest
+    stretches, ``clock/burst.py``); a quieter estimate later, or a slower one the device itself shows
+    (``clock/drift.py record_quiet``), makes a new version, and stored figures are rescaled to it, so
     every table and network of this configuration shares one clock."""
 
     __tablename__ = "drift_references"
@@ -165,10 +165,10 @@ class DriftReference(Base):
 
 
 class NominalBurst(Base):
-    """One burst of a drift reference alone (``measure/nominal.py``) and what the store made of it: the
+    """One burst of a drift reference alone (``clock/burst.py``) and what the store made of it: the
     burst's own estimate, the worker's recent bursts pooled, and the nominal (and its version) after it.
     The history is the device's clock audited: how far its quiet speed moved from one burst to the next
-    is the floor under any two latencies read minutes apart (``services/clock.py``)."""
+    is the floor under any two latencies read minutes apart (``clock/history.py``)."""
 
     __tablename__ = "nominal_bursts"
     __table_args__ = (Index("ix_nominal_bursts_config", "device_id", "backend", "threads", "reference", "at"),)

@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from profiler_service.clock.device import DeviceClock
 from profiler_service.db.engine import Database
 from profiler_service.db.outage import is_outage
-from profiler_service.jobs.nominal import NominalKeeper
 from profiler_service.measure.reference import NAME as DEFAULT_REFERENCE
 from profiler_service.services import queue
 from profiler_service.settings import Settings
@@ -75,13 +75,13 @@ class JobContext:
     """The worker, as a running job sees it. One per job run; the worker builds it."""
 
     def __init__(self, *, db: Database, settings: Settings, device_id: int, worker_id: str,
-                 stop: threading.Event, nominals: NominalKeeper, hold: Callable[[Collection[str]], None],
+                 stop: threading.Event, clock: DeviceClock, hold: Callable[[Collection[str]], None],
                  progress: Progress | None = None, on_op_measured: Callable[[], None] | None = None):
         self.db = db
         self.settings = settings
         self.device_id = device_id
         self.worker_id = worker_id
-        self.nominals = nominals
+        self.clock = clock
         self._stop = stop
         self._hold = hold
         self._progress = progress
@@ -182,10 +182,10 @@ class JobContext:
         from profiler_service.measure.runner import EngineConfig
 
         return EngineConfig(backend=params.backend, threads=params.threads, batch=params.batch,
-                            protocol=self.nominals.protocol(params.backend, params.threads, params.reference),
+                            protocol=self.clock.protocol(params.backend, params.threads, params.reference),
                             cache_dir=self.settings.cache_dir, reference=params.reference,
-                            on_nominal=self.nominals.burst_hook(params.backend, params.threads, params.reference))
+                            on_nominal=self.clock.burst_hook(params.backend, params.threads, params.reference))
 
     def to_nominal(self, session: Session, stats: OpStats, params: EngineParams) -> OpStats:
         """A result scaled to the device's nominal speed, as it is stored."""
-        return self.nominals.to_nominal(session, stats, params.backend, params.threads, params.reference)
+        return self.clock.to_nominal(session, stats, params.backend, params.threads, params.reference)

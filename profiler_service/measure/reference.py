@@ -5,7 +5,7 @@ On a shared or virtual machine the clock speed a process gets moves by 20-40% ov
 timed at one moment and a network timed a minute later disagree by more than the table's model error.
 The ratio of two workloads timed interleaved is far steadier (two networks: CV 1.1%). So every
 measurement also times a reference and reports its median as ``ref_ms``; the worker scales each
-result to that reference's nominal speed (``nominal_ms / ref_ms``, see ``services/drift.py``).
+result to that reference's nominal speed (``nominal_ms / ref_ms``, see ``clock/drift.py``).
 
 A reference is a whole network of the measured space, so it slows down the way that space's networks do:
 the same kernels and layout reorders, and a working set of the same size. In the mobile space it holds the
@@ -61,7 +61,7 @@ _WHOLE = {"proxyless-mobile": MIX, "proxyless-cifar": "3x3_SepConv"}
 _PATTERN = re.compile(r"^(?P<space>[a-z0-9-]+)@(?P<res>\d+)(?:x(?P<width>\d+(?:\.\d+)?))?/(?P<op>[A-Za-z0-9_]+)"
                       r"(?:\.layer(?P<layer>\d+))?/" + _WARM + "$")
 
-FILLER_RESOLUTION = 64  # the nominal burst's stand-in for a measured op (measure/nominal.py): ~0.5 ms
+FILLER_RESOLUTION = 64  # the nominal burst's stand-in for a measured op (clock/burst.py): ~0.5 ms
 
 
 def name_for(space: str | None, resolution: int | None = None, width_mult: float | None = None) -> str:

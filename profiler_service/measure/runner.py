@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from profiler_service.clock.burst import LABEL as NOMINAL_LABEL
+from profiler_service.clock.burst import BurstStats
 from profiler_service.measure.backends import available_backends
-from profiler_service.measure.nominal import LABEL as NOMINAL_LABEL
-from profiler_service.measure.nominal import BurstStats
 from profiler_service.measure.protocol import Protocol
 from profiler_service.measure.reference import NAME as DEFAULT_REFERENCE
 from shared.schemas import OpStats
@@ -42,7 +42,7 @@ class EngineConfig:
     and drift reference, the exported-model cache, and who takes the nominal burst.
 
     With ``on_nominal`` (and a protocol with a drift reference), the child first times the reference alone in
-    a burst (measure/nominal.py) and hands its quiet-speed estimate there, before any task's result."""
+    a burst (clock/burst.py) and hands its quiet-speed estimate there, before any task's result."""
 
     backend: str
     threads: int

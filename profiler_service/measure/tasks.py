@@ -39,8 +39,8 @@ def run_task(backend: Backend, task: list, batch: int, protocol: Protocol) -> It
 
 def measure_task(backend: Backend, task: tuple, batch: int, protocol: Protocol) -> OpStats:
     kind, label = task[0], task[1]
-    if kind == "reference":  # the nominal-speed burst (measure/nominal.py)
-        from profiler_service.measure.nominal import burst
+    if kind == "reference":  # the nominal-speed burst (clock/burst.py)
+        from profiler_service.clock.burst import burst
 
         return burst(backend.reference(protocol), backend.timer, protocol, filler=backend.filler(protocol))
     if kind == "op":

@@ -92,8 +92,8 @@ def test_a_space_is_timed_against_its_own_reference_and_that_reference_gets_its_
     assert {r.nominal_ms for r in rows} == {nominals[matched].nominal_ms}
 
     # the next job's child reads its slow-downs against that nominal
-    assert worker.nominals.protocol("onnxruntime", 1, matched).quiet_ref_ms == nominals[matched].nominal_ms
-    assert worker.nominals.protocol("onnxruntime", 2, matched).quiet_ref_ms is None  # no nominal there yet
+    assert worker.clock.protocol("onnxruntime", 1, matched).quiet_ref_ms == nominals[matched].nominal_ms
+    assert worker.clock.protocol("onnxruntime", 2, matched).quiet_ref_ms is None  # no nominal there yet
 
 
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
