@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     worker: bool = True
     poll_interval_s: float = Field(default=0.5, gt=0)
     # Network jobs queued back to back and measured alike are claimed together, up to this many, and timed
-    # in one benchmark process with their windows in turns (measure/tasks.py measure_networks); 1: one each.
+    # in one benchmark process with their windows in turns (measure/tasks.py networks_in_turns); 1: one each.
     network_batch: int = Field(default=32, ge=1, le=256)
     # A running job whose heartbeat is older than this is taken to have lost its worker.
     stale_job_s: float = Field(default=600.0, gt=0)

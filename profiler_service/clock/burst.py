@@ -31,7 +31,6 @@ from profiler_service.clock.tenants import OthersWatch, unshared
 from profiler_service.measure.protocol import Protocol
 from shared.schemas import OpStats
 
-LABEL = "__nominal__"  # the burst's result label in the child's stream (never an op key)
 BLOCK_RUNS = 15
 BLOCKS = 12  # at least, however short nominal_s
 WARMUP_RUNS = 10

@@ -1,24 +1,35 @@
 """Runs benchmarks in a child process, one at a time, never in the API's event loop.
 
 The child owns the thread pools (pinned through the environment before torch/onnxruntime start them)
-and can be killed on cancel without leaving the server in a strange state; results stream back as JSON
-lines one op at a time so the caller can store each as it lands.
+and can be killed on cancel without leaving the server in a strange state; results stream back as typed
+messages (``measure/messages.py``), one JSON line per op, so the caller can store each as it lands.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import selectors
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from profiler_service.clock.burst import LABEL as NOMINAL_LABEL
 from profiler_service.clock.burst import BurstStats
 from profiler_service.measure.backends import available_backends
+from profiler_service.measure.messages import (
+    CHILD_MESSAGE,
+    BurstMeasured,
+    BurstTask,
+    ChildJob,
+    Failed,
+    Finished,
+    Measured,
+    NetworkBatchTask,
+    NetworkTask,
+    OpTask,
+    Task,
+)
 from profiler_service.measure.protocol import Protocol
 from profiler_service.measure.reference import NAME as DEFAULT_REFERENCE
 from shared.schemas import OpStats
@@ -57,20 +68,20 @@ def _never() -> bool:
     return False
 
 
-def _run(tasks: list[list], engine: EngineConfig, *, on_result: Callable[[str, OpStats], None],
+def _run(tasks: list[Task], engine: EngineConfig, *, on_result: Callable[[str, OpStats], None],
          should_cancel: Callable[[], bool] = _never) -> bool:
     """True when every task finished, False when cancelled; MeasureError when the child failed."""
     if engine.on_nominal is not None and engine.protocol.drift_reference:
-        tasks = [["reference", NOMINAL_LABEL], *tasks]
+        tasks = [BurstTask(), *tasks]
     if engine.backend not in available_backends():
         raise MeasureError(f"backend {engine.backend!r} is not available; available: {available_backends()}")
-    job = {"tasks": tasks, "backend": engine.backend, "threads": engine.threads, "batch": engine.batch,
-           "protocol": asdict(engine.protocol), "cache_dir": str(engine.cache_dir), "reference": engine.reference}
+    job = ChildJob(tasks=tasks, backend=engine.backend, threads=engine.threads, batch=engine.batch,
+                   protocol=engine.protocol, cache_dir=str(engine.cache_dir), reference=engine.reference)
     env = {**os.environ, **{k: str(engine.threads) for k in _THREAD_ENV}}
     # A fresh interpreter (not multiprocessing) so the child never re-imports the caller's __main__.
     proc = subprocess.Popen([sys.executable, "-m", "profiler_service.measure.child"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-    proc.stdin.write(json.dumps(job))
+    proc.stdin.write(job.model_dump_json())
     proc.stdin.close()
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
@@ -85,15 +96,16 @@ def _run(tasks: list[list], engine: EngineConfig, *, on_result: Callable[[str, O
                 proc.wait(10)
                 tail = proc.stderr.read()[-2000:].strip()
                 raise MeasureError(f"benchmark process died (exit code {proc.returncode}): {tail}")
-            kind, label, payload = json.loads(line)
-            if kind == "done":
-                return True
-            if kind == "error":
-                raise MeasureError(f"{label}: {payload}" if label else payload, label)
-            if kind == "result" and label == NOMINAL_LABEL and engine.on_nominal is not None:
-                engine.on_nominal(BurstStats(**payload))
-                continue
-            on_result(label, OpStats(**payload))
+            match CHILD_MESSAGE.validate_json(line):
+                case Finished():
+                    return True
+                case Failed(label=label, error=error):
+                    raise MeasureError(f"{label}: {error}" if label else error, label)
+                case BurstMeasured(stats=stats):
+                    if engine.on_nominal is not None:
+                        engine.on_nominal(stats)
+                case Measured(label=label, stats=stats):
+                    on_result(label, stats)
     finally:
         sel.close()
         if proc.poll() is None:
@@ -106,14 +118,14 @@ def _run(tasks: list[list], engine: EngineConfig, *, on_result: Callable[[str, O
 def measure_ops(keys: list[str], engine: EngineConfig, *, on_result: Callable[[str, OpStats], None],
                 should_cancel: Callable[[], bool] = _never) -> bool:
     """Measure each op key in turn; ``on_result`` gets each as it lands."""
-    return _run([["op", k] for k in keys], engine, on_result=on_result, should_cancel=should_cancel)
+    return _run([OpTask(key=k) for k in keys], engine, on_result=on_result, should_cancel=should_cancel)
 
 
 def measure_network(keys: list[str], engine: EngineConfig, *,
                     should_cancel: Callable[[], bool] = _never) -> OpStats:
     """Measure a whole network built from its ordered op keys, end to end, with the same protocol."""
     out: list[OpStats] = []
-    done = _run([["net", "network", list(keys)]], engine, on_result=lambda _k, s: out.append(s),
+    done = _run([NetworkTask(label="network", keys=list(keys))], engine, on_result=lambda _k, s: out.append(s),
                 should_cancel=should_cancel)
     if not done:
         raise MeasureError("cancelled")
@@ -123,6 +135,6 @@ def measure_network(keys: list[str], engine: EngineConfig, *,
 def measure_networks(nets: dict[str, list[str]], engine: EngineConfig, *,
                      on_result: Callable[[str, OpStats], None], should_cancel: Callable[[], bool] = _never) -> bool:
     """Measure several whole networks (label -> ordered op keys) in one child, their windows in turns
-    (``measure/tasks.py measure_networks``); ``on_result`` per network as each is done."""
-    return _run([["nets", None, {label: list(keys) for label, keys in nets.items()}]], engine,
+    (``measure/tasks.py networks_in_turns``); ``on_result`` per network as each is done."""
+    return _run([NetworkBatchTask(nets={label: list(keys) for label, keys in nets.items()})], engine,
                 on_result=on_result, should_cancel=should_cancel)

@@ -73,7 +73,7 @@ def _measured_alike(a: Job, b: Job) -> bool:
 def claim_batch(session: Session, device_id: int, worker_id: str, first: Job, limit: int) -> list[Job]:
     """Claim, with ``first`` (a network job this worker holds), the queued network jobs right behind it in
     the queue that are measured alike, up to ``limit``: one benchmark process times them all, their windows
-    in turns (``measure/tasks.py measure_networks``). Only the unbroken run behind it: a job of another
+    in turns (``measure/tasks.py networks_in_turns``). Only the unbroken run behind it: a job of another
     kind, or measured otherwise, keeps its place and ends the batch. The caller commits."""
     if limit <= 0 or first.kind != "network":
         return []

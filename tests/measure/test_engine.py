@@ -128,7 +128,7 @@ def test_networks_take_their_windows_in_turns_and_each_lands_after_its_last(tmp_
     nets = {f"n{i}": make_arch(space, [layer.candidates[i] for layer in space.layers]).keys for i in range(2)}
     backend = Recording(threads=1, cache_dir=tmp_path)
     landed = []
-    for label, stats in tasks.measure_networks(backend, nets, 1, FAST):
+    for label, stats in tasks.networks_in_turns(backend, nets, 1, FAST):
         landed.append((label, len(backend.order)))
         assert stats.median_ms > 0 and stats.ref_ms > 0
     a, b = backend.order[0], backend.order[1]
