@@ -1,4 +1,4 @@
-"""Are served milliseconds the device's real speed? Two checks of the quiet nominal (issue 11, item 1).
+"""Are served milliseconds the device's real speed? Two checks of the quiet nominal.
 
 1. Served vs direct: a fresh service profiles the ops of N random networks and measures the networks;
    each network's ONNX file is then timed directly (onnxruntime, 1 thread, many runs, the service

@@ -10,8 +10,7 @@ import pytest
 from profiler_service.db import Database, Job
 from profiler_service.jobs import registry
 from profiler_service.jobs.context import ClaimedJob, EngineParams, JobContext, JobKind
-from profiler_service.services import queue
-from profiler_service.services import tables as T
+from profiler_service.services import queue, tables
 from profiler_service.settings import Settings
 from profiler_service.worker import Worker
 
@@ -42,7 +41,7 @@ def count_kind() -> Iterator[JobKind]:
 
 def queue_job(db: Database, device_id: int, kind: str, params: dict) -> str:
     with db.session() as s:
-        table = T.get_or_create_by_name(s, "test-device", "onnxruntime", 1, 1)
+        table = tables.get_or_create_by_name(s, "test-device", "onnxruntime", 1, 1)
         job = Job(kind=kind, device_id=device_id, table_id=table.id, total=params.get("steps", 1), params=params)
         s.add(job)
         s.flush()
