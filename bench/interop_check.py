@@ -32,8 +32,7 @@ import torch
 import yaml
 
 from profiler_service.db.migrate import init_db
-from profiler_service.services import tables as T
-from profiler_service.services import yaml_io
+from profiler_service.services import tables, yaml_io
 from profiler_service.settings import Settings
 from search_client.latency.model import LatencyModel
 from shared.arch import build_net, from_net_config, make_arch, to_net_config
@@ -115,9 +114,9 @@ def main() -> None:
 
     db = init_db(Settings(database_url=args.db))
     with db.session(write=False) as s:
-        table_id = args.table or max(T.list_tables(s), key=lambda t: t.entries).id
-        table = T.get_table(s, table_id)
-        table_out, text = T.table_out(s, table), yaml_io.to_yaml(s, table)
+        table_id = args.table or max(tables.list_tables(s), key=lambda t: t.entries).id
+        table = tables.get_table(s, table_id)
+        table_out, text = tables.table_out(s, table), yaml_io.to_yaml(s, table)
     work = Path(tempfile.mkdtemp(prefix="interop-"))
     yaml_path = work / "table.yaml"
     yaml_path.write_text(text)

@@ -20,7 +20,7 @@ import numpy as np
 
 from profiler_service.measure.protocol import Protocol
 from profiler_service.measure.reference import name_for
-from profiler_service.measure.runner import measure_network, measure_networks
+from profiler_service.measure.runner import EngineConfig, measure_network, measure_networks
 from shared.arch import make_arch
 from shared.sampling import sample_choices
 from shared.spaces import get_space
@@ -40,13 +40,13 @@ def main() -> None:
     reference = name_for(args.space, args.resolution)
     protocol = Protocol(min_runs=args.min_runs, min_ref_runs=max(15, args.min_runs),
                         budget_s=max(3.0, args.min_runs * 0.01))
-    engine = dict(backend="onnxruntime", threads=1, batch=1, protocol=protocol, cache_dir=tempfile.mkdtemp(),
-                  reference=reference)
+    engine = EngineConfig(backend="onnxruntime", threads=1, batch=1, protocol=protocol,
+                          cache_dir=tempfile.mkdtemp(), reference=reference)
     ratios: dict[str, list[float]] = {k: [] for k in nets}
     for rnd in range(args.rounds):
         one: dict = {}
-        measure_networks(nets, on_result=one.__setitem__, **engine)
-        own = {k: measure_network(keys, **engine) for k, keys in nets.items()}
+        measure_networks(nets, engine, on_result=one.__setitem__)
+        own = {k: measure_network(keys, engine) for k, keys in nets.items()}
         print(f"round {rnd + 1} (reference {reference})")
         for k in nets:
             a, b = one[k], own[k]

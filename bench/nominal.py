@@ -1,4 +1,4 @@
-"""Are served milliseconds the device's real speed? Two checks of the quiet nominal (issue 11, item 1).
+"""Are served milliseconds the device's real speed? Two checks of the quiet nominal.
 
 1. Served vs direct: a fresh service profiles the ops of N random networks and measures the networks;
    each network's ONNX file is then timed directly (onnxruntime, 1 thread, many runs, the service
@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 from bench_server import profiler
 
+from profiler_service.clock.burst import burst, quiet_ms
 from profiler_service.measure.backends import OnnxRuntimeBackend, export_onnx
-from profiler_service.measure.nominal import burst, quiet_ms
 from profiler_service.measure.protocol import Protocol, gc_paused
 from profiler_service.measure.reference import name_for
 from shared.arch import make_arch, net_from_keys

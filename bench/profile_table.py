@@ -19,10 +19,10 @@ import time
 
 import numpy as np
 
+from profiler_service.clock.drift import to_nominal
 from profiler_service.measure.protocol import Protocol
 from profiler_service.measure.reference import op_name_for
-from profiler_service.measure.runner import measure_ops
-from profiler_service.services.drift import to_nominal
+from profiler_service.measure.runner import EngineConfig, measure_ops
 from shared.schemas import OpStats
 from shared.spaces import get_space
 
@@ -32,10 +32,11 @@ def one_pass(keys: list[str], args, cache_dir: str) -> tuple[dict[str, OpStats],
     out: dict[str, OpStats] = {}
     nominal: list[OpStats] = []
     t0 = time.perf_counter()
-    measure_ops(keys, backend=args.backend, threads=args.threads, batch=args.batch,
-                protocol=Protocol(rel_ci=args.rel_ci, budget_s=args.budget_s), cache_dir=cache_dir,
-                on_result=out.__setitem__, on_nominal=nominal.append,
-                reference=op_name_for(args.space, args.resolution))  # as the service times a space's profile
+    engine = EngineConfig(backend=args.backend, threads=args.threads, batch=args.batch,
+                          protocol=Protocol(rel_ci=args.rel_ci, budget_s=args.budget_s), cache_dir=cache_dir,
+                          on_nominal=nominal.append,
+                          reference=op_name_for(args.space, args.resolution))  # as the service times a space
+    measure_ops(keys, engine, on_result=out.__setitem__)
     return out, time.perf_counter() - t0, nominal[0].median_ms if nominal else None
 
 

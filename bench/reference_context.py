@@ -1,7 +1,7 @@
-"""How many untimed runs does each side of the interleave need? (issue 11, item 1)
+"""How many untimed runs does each side of the interleave need?
 
 Served figures are ``raw * nominal / ref_ms``: the op's median times the reference's nominal (its burst,
-measure/nominal.py) over the reference's median inside the measurement. They are the device's real speed
+clock/burst.py) over the reference's median inside the measurement. They are the device's real speed
 when the reference reads inside a measurement as it read in the burst, and the op reads as it does alone.
 The reference and the op evict each other's working set, so each timed reference run follows
 ``ref_warm_runs`` untimed ones and the op re-runs ``op_rewarm_runs`` times untimed after them.
@@ -9,7 +9,7 @@ The reference and the op evict each other's working set, so each timed reference
 In one benchmark-like process (onnxruntime, 1 thread, heap frozen), per round: time N random
 proxyless-mobile networks alone, back to back; then per variant of the two counts, the burst nominal
 and the networks measured with the protocol, printing the reference vs its nominal, the networks' raw
-medians vs alone, and the served figure vs alone (item 1's check: within 3%).
+medians vs alone, and the served figure vs alone (it should be within 3%).
 
     .venv/bin/python bench/reference_context.py [--space proxyless-mobile] [--resolution 160] [--nets 6]
         [--rounds 2] [--variants 1:1 3:1 3:2 3:3] [--matched]
@@ -33,7 +33,7 @@ os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # before onnxruntim
 
 import numpy as np  # noqa: E402
 
-from profiler_service.measure import nominal as N  # noqa: E402
+from profiler_service.clock import burst  # noqa: E402
 from profiler_service.measure.backends import OnnxRuntimeBackend  # noqa: E402
 from profiler_service.measure.protocol import Protocol, time_callable  # noqa: E402
 from profiler_service.measure.reference import name_for, reference_module  # noqa: E402
@@ -88,7 +88,7 @@ def main() -> None:
               + f" ms; reference alone {ref_alone:.3f} ms")
         for (ref_warm, op_rewarm), (ref_name, reference) in itertools.product(args.variants, references):
             protocol = dataclasses.replace(Protocol(), ref_warm_runs=ref_warm, op_rewarm_runs=op_rewarm)
-            nominal = N.burst(reference, be.timer, protocol, filler=filler).median_ms
+            nominal = burst.burst(reference, be.timer, protocol, filler=filler).median_ms
             stats = [time_callable(r, network_protocol(protocol), be.timer, reference=reference)
                      for r in runners]
             refs = np.array([s.ref_ms for s in stats])

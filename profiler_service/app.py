@@ -40,8 +40,9 @@ def _start_runtime(settings: Settings) -> Runtime:
     if settings.worker:
         # Its own engine: a burst of requests must never leave the worker waiting for a connection
         # (a result it cannot store, then a failure it cannot record, left a job running for good).
-        worker = Worker(Database(settings.database_url, pool_size=1, max_overflow=3), settings, device_id,
-                        on_op_measured=metrics.op_measured_callback())
+        # It shares the API's view of an outage, so an outage is logged once.
+        worker_db = Database(settings.database_url, outage=db.outage, pool_size=1, max_overflow=3)
+        worker = Worker(worker_db, settings, device_id, on_op_measured=metrics.op_measured_callback())
         worker.start()
     # torch, onnxruntime and the app are loaded and live as long as the server: leave them out of every
     # collection. A full one walked them all in ~200 ms, every ~8 s under load, and stalled every

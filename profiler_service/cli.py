@@ -104,7 +104,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from profiler_service.db.migrate import init_db
     from profiler_service.measure.fingerprint import fingerprint
     from profiler_service.measure.runner import available_backends
-    from profiler_service.services import jobs as J
+    from profiler_service.services import jobs
     from profiler_service.services.devices import ensure_device
     from profiler_service.worker import Worker
 
@@ -113,7 +113,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         device = ensure_device(s, settings.device_name, fingerprint())
         worker = Worker(db, settings, device.id)
         # Claimed at creation: a server worker sharing this database must not take it.
-        job = J.create_profile_job(s, req, device=device, limits=settings.limits,
+        job = jobs.create_profile_job(s, req, device=device, limits=settings.limits,
                                    backends=available_backends(), claimed_by=worker.id)
         job_id, table_id, total = job.id, job.table_id, job.total
     print(f"job {job_id}: {total} ops on {req.backend}, {req.threads} thread(s), batch {req.batch} "
@@ -127,14 +127,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
         status = worker.run_job(job_id, progress)
     except KeyboardInterrupt:
         with db.session() as s:
-            J.cancel_job(s, job_id)
+            jobs.cancel_job(s, job_id)
         bar.close()
         print(f"job {job_id}: interrupted; measured ops are kept", file=sys.stderr)
         return 130
     finally:
         bar.close()
     with db.session(write=False) as s:
-        job = J.get_job(s, job_id)
+        job = jobs.get_job(s, job_id)
         print(f"job {job_id}: {job.status}, {job.done}/{job.total} ops in table {table_id}"
               + (f" ({job.error})" if job.error else ""))
     return 0 if status == "done" else 1
@@ -158,12 +158,11 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from profiler_service.db.migrate import init_db
-    from profiler_service.services import tables as T
-    from profiler_service.services import yaml_io
+    from profiler_service.services import tables, yaml_io
 
     db = init_db(_settings(args))
     with db.session(write=False) as s:
-        table = T.get_table(s, args.table_id)
+        table = tables.get_table(s, args.table_id)
         text = yaml_io.to_yaml(s, table) if args.format == "yaml" else yaml_io.to_json(s, table) + "\n"
     if args.output:
         try:

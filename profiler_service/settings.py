@@ -58,8 +58,8 @@ class Settings(BaseSettings):
     # Time a fixed reference network between samples and scale results to the device's nominal speed
     # (measure/reference.py): off only on a box whose clock is pinned and unshared.
     drift_reference: bool = True
-    # How often a worker re-times the reference alone to re-estimate the quiet nominal (measure/nominal.py),
-    # at the start of its next job: the nominal follows the device (a VM host here slowed 7% in 10 minutes).
+    # How often a worker re-times the reference alone to re-estimate the quiet nominal (clock/burst.py),
+    # at the start of its next job: the nominal follows the device (a virtual machine has slowed 7% in 10 minutes).
     nominal_refresh_s: float = Field(default=300.0, gt=0)
     # How long that burst lasts at least: longer than the host's own wander (tens of seconds on a VM).
     nominal_burst_s: float = Field(default=20.0, ge=0, le=600)
@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     worker: bool = True
     poll_interval_s: float = Field(default=0.5, gt=0)
     # Network jobs queued back to back and measured alike are claimed together, up to this many, and timed
-    # in one benchmark process with their windows in turns (measure/tasks.py measure_networks); 1: one each.
+    # in one benchmark process with their windows in turns (measure/tasks.py networks_in_turns); 1: one each.
     network_batch: int = Field(default=32, ge=1, le=256)
     # A running job whose heartbeat is older than this is taken to have lost its worker.
     stale_job_s: float = Field(default=600.0, gt=0)

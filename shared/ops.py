@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from shared import specs as S
+from shared import specs
 from shared.specs import OpSpec
 
 BN_EPS = 1e-3
@@ -35,7 +35,7 @@ def registered_types() -> list[str]:
 
 def build_op(spec: OpSpec) -> nn.Module:
     if spec.type not in _REGISTRY:
-        raise S.SpecError("type", f"no module registered for {spec.type!r}")
+        raise specs.SpecError("type", f"no module registered for {spec.type!r}")
     module = _REGISTRY[spec.type](spec)
     init_weights(module)
     return module
@@ -84,7 +84,7 @@ def conv_bn(cin: int, cout: int, kernel: int, *, stride: int = 1, groups: int = 
     return nn.Sequential(*layers)
 
 
-@register(S.MBCONV)
+@register(specs.MBCONV)
 class MBConv(nn.Module):
     """Mobile inverted bottleneck: 1x1 expand (absent at expand 1), kxk depthwise, 1x1 linear project."""
 
@@ -106,8 +106,8 @@ class MBConv(nn.Module):
         return x + y if self.idskip else y
 
 
-@register(S.STEM)
-@register(S.FEATURE_MIX)
+@register(specs.STEM)
+@register(specs.FEATURE_MIX)
 class ConvLayer(nn.Sequential):
     """Stem 3x3 (stride from the key) and feature-mix 1x1: conv + BN + ReLU6."""
 
@@ -116,7 +116,7 @@ class ConvLayer(nn.Sequential):
         return cls(*conv_bn(spec.cin, spec.cout, spec.kernel, stride=spec.stride))
 
 
-@register(S.LOGITS)
+@register(specs.LOGITS)
 class Logits(nn.Module):
     """Everything after the feature mix: global average pool, dropout, linear."""
 
@@ -134,8 +134,8 @@ class Logits(nn.Module):
         return self.linear(self.dropout(torch.flatten(self.pool(x), 1)))
 
 
-@register(S.SEP_CONV)
-@register(S.DIL_CONV)
+@register(specs.SEP_CONV)
+@register(specs.DIL_CONV)
 class SepConv(nn.Sequential):
     """ReLU, kxk depthwise (dilated for dil_conv), 1x1 pointwise, BN: the DARTS/ProxylessNAS CIFAR op."""
 
@@ -151,28 +151,28 @@ class SepConv(nn.Sequential):
         )
 
 
-@register(S.AVG_POOL)
+@register(specs.AVG_POOL)
 class AvgPool(nn.AvgPool2d):
     @classmethod
     def from_spec(cls, spec: OpSpec) -> AvgPool:
         return cls(spec.kernel, spec.stride, spec.kernel // 2, count_include_pad=False)
 
 
-@register(S.MAX_POOL)
+@register(specs.MAX_POOL)
 class MaxPool(nn.MaxPool2d):
     @classmethod
     def from_spec(cls, spec: OpSpec) -> MaxPool:
         return cls(spec.kernel, spec.stride, spec.kernel // 2)
 
 
-@register(S.IDENTITY)
+@register(specs.IDENTITY)
 class Identity(nn.Identity):
     @classmethod
     def from_spec(cls, spec: OpSpec) -> Identity:
         return cls()
 
 
-@register(S.ZERO)
+@register(specs.ZERO)
 class Zero(nn.Module):
     """Outputs zeros of the op's output shape; costs nothing and is never profiled."""
 

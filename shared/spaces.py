@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shared import specs as S
+from shared import specs
 from shared.specs import DEFAULT_LIMITS, Limits, OpSpec, SpecError
 
 ZERO = "zero"
@@ -21,7 +21,8 @@ CIFAR_REDUCE = ("3x3_DilConv", "3x3_SepConv", "5x5_SepConv", "7x7_SepConv")
 
 _MBCONV_RE = re.compile(r"^([357])x\1_MBConv([1-6])$")
 _CIFAR_RE = re.compile(r"^([357])x\1_(SepConv|DilConv|AvgPool|MaxPool)$")
-_CIFAR_TYPES = {"SepConv": S.SEP_CONV, "DilConv": S.DIL_CONV, "AvgPool": S.AVG_POOL, "MaxPool": S.MAX_POOL}
+_CIFAR_TYPES = {"SepConv": specs.SEP_CONV, "DilConv": specs.DIL_CONV, "AvgPool": specs.AVG_POOL,
+                "MaxPool": specs.MAX_POOL}
 
 
 def make_divisible(v: float, divisor: int = 8) -> int:
@@ -34,14 +35,14 @@ def op_spec(name: str, *, h: int, w: int, cin: int, cout: int, stride: int, shor
     if name == ZERO:
         return None
     if name == "identity":
-        return OpSpec(S.IDENTITY, h, w, cin, cout, stride=stride)
+        return OpSpec(specs.IDENTITY, h, w, cin, cout, stride=stride)
     if m := _MBCONV_RE.match(name):
-        return OpSpec(S.MBCONV, h, w, cin, cout, kernel=int(m[1]), stride=stride, expand=int(m[2]),
+        return OpSpec(specs.MBCONV, h, w, cin, cout, kernel=int(m[1]), stride=stride, expand=int(m[2]),
                       idskip=shortcut)
     if m := _CIFAR_RE.match(name):
         op_type = _CIFAR_TYPES[m[2]]
         return OpSpec(op_type, h, w, cin, cout, kernel=int(m[1]), stride=stride,
-                      dilation=2 if op_type == S.DIL_CONV else 1)
+                      dilation=2 if op_type == specs.DIL_CONV else 1)
     raise SpecError("op", f"unknown op name {name!r}")
 
 
@@ -96,7 +97,7 @@ class SearchSpace:
         candidates = [layer.spec(n) for layer in self.layers for n in layer.candidates]
         for spec in [*self.prefix, *candidates, *self.suffix]:
             if spec is not None and spec.key not in seen:
-                seen[spec.key] = S.validate(spec, limits, batch)
+                seen[spec.key] = specs.validate(spec, limits, batch)
         return list(seen.values())
 
 
@@ -125,9 +126,9 @@ def proxyless_mobile(resolution: int = 224, width_mult: float = 1.0, num_classes
                      limits: Limits = DEFAULT_LIMITS) -> SearchSpace:
     _check_params(resolution, width_mult, num_classes, limits)
     c0, c1, *stages, last = mobile_channels(width_mult)
-    h = S.out_size(resolution, 2)
-    stem = OpSpec(S.STEM, resolution, resolution, 3, c0, kernel=3, stride=2)
-    first = OpSpec(S.MBCONV, h, h, c0, c1, kernel=3, stride=1, expand=1)
+    h = specs.out_size(resolution, 2)
+    stem = OpSpec(specs.STEM, resolution, resolution, 3, c0, kernel=3, stride=2)
+    first = OpSpec(specs.MBCONV, h, h, c0, c1, kernel=3, stride=1, expand=1)
     layers, cin = [], c1
     for cout, (_, repeats, stride) in zip(stages, MOBILE_STAGES, strict=True):
         for i in range(repeats):
@@ -135,9 +136,9 @@ def proxyless_mobile(resolution: int = 224, width_mult: float = 1.0, num_classes
             shortcut = s == 1 and cin == cout
             cands = MOBILE_CANDIDATES + ((ZERO,) if shortcut else ())
             layers.append(Layer(h, h, cin, cout, s, shortcut, cands))
-            h, cin = S.out_size(h, s), cout
-    mix = OpSpec(S.FEATURE_MIX, h, h, cin, last, kernel=1)
-    logits = OpSpec(S.LOGITS, h, h, last, num_classes)
+            h, cin = specs.out_size(h, s), cout
+    mix = OpSpec(specs.FEATURE_MIX, h, h, cin, last, kernel=1)
+    logits = OpSpec(specs.LOGITS, h, h, last, num_classes)
     return SearchSpace("proxyless-mobile", resolution, width_mult, num_classes, (stem, first),
                        tuple(layers), (mix, logits),
                        "ProxylessNAS ImageNet backbone: 21 MBConv layers, 6 candidates (+zero on shortcuts)")
@@ -147,7 +148,7 @@ def proxyless_cifar(resolution: int = 32, width_mult: float = 1.0, num_classes: 
                     limits: Limits = DEFAULT_LIMITS) -> SearchSpace:
     _check_params(resolution, width_mult, num_classes, limits)
     c0 = make_divisible(32 * width_mult)
-    stem = OpSpec(S.STEM, resolution, resolution, 3, c0, kernel=3, stride=1)
+    stem = OpSpec(specs.STEM, resolution, resolution, 3, c0, kernel=3, stride=1)
     layers, h, cin = [], resolution, c0
     for width, repeats, stride in zip((32, 64, 128), (4, 4, 4), (1, 2, 2), strict=True):
         cout = make_divisible(width * width_mult)
@@ -157,8 +158,8 @@ def proxyless_cifar(resolution: int = 32, width_mult: float = 1.0, num_classes: 
             # Identity is the layer skip here (no shortcut, so no zero op): pools and identity need the
             # shape kept, so a reducing layer chooses among convolutions only.
             layers.append(Layer(h, h, cin, cout, s, False, CIFAR_CANDIDATES if same else CIFAR_REDUCE))
-            h, cin = S.out_size(h, s), cout
-    logits = OpSpec(S.LOGITS, h, h, cin, num_classes)
+            h, cin = specs.out_size(h, s), cout
+    logits = OpSpec(specs.LOGITS, h, h, cin, num_classes)
     return SearchSpace("proxyless-cifar", resolution, width_mult, num_classes, (stem,), tuple(layers),
                        (logits,), "The seed's CIFAR-10 op set on a 12-layer, 3-stage backbone")
 

@@ -8,8 +8,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
 
+from profiler_service.db.outage import RETRY_AFTER_S, is_outage
 from profiler_service.services.errors import ServiceError
 from shared.specs import SpecError
 
@@ -28,7 +29,8 @@ class Problem(BaseModel):
 ERROR_RESPONSES: dict = {code: {"model": Problem, "description": text} for code, text in (
     (401, "missing or wrong API key"), (403, "not served to this client"), (404, "not found"),
     (409, "conflicts with the current state"), (413, "body over the size limit"),
-    (422, "bad input: detail says which field and why"))}
+    (422, "bad input: detail says which field and why"),
+    (503, "database unavailable: ask again after the Retry-After header's seconds"))}
 
 
 def _loc(loc: tuple) -> str:
@@ -70,6 +72,19 @@ async def _data_error(request: Request, exc: DataError) -> JSONResponse:
     return JSONResponse({"detail": f"a value in the request cannot be stored: {reason}"}, status_code=422)
 
 
+async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+    """An outage is no fault of the request: 503 with Retry-After, logged once per outage. Answered here,
+    not by the catch-all below, whose error middleware re-raises after answering and so drops a keep-alive
+    connection."""
+    if not is_outage(exc):
+        return await _unexpected(request, exc)
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is not None:
+        runtime.db.outage.noticed(exc)
+    return JSONResponse({"detail": "database unavailable"}, status_code=503,
+                        headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
@@ -81,4 +96,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(ValidationError, _pydantic_validation)
     app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

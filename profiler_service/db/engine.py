@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from profiler_service.db.outage import Outage
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -63,12 +65,17 @@ def make_engine(url: str, **kwargs) -> Engine:
 
 
 class Database:
-    """One engine and its two session factories: ``read`` for GETs, ``write`` for everything that writes."""
+    """One engine and its two session factories: ``read`` for GETs, ``write`` for everything that writes.
 
-    def __init__(self, url: str, **engine_kwargs):
+    ``outage`` is shared by the engines of one process on one database (the API's and its worker's), so an
+    outage is reported once; the first connection made after it reports its end."""
+
+    def __init__(self, url: str, *, outage: Outage | None = None, **engine_kwargs):
         self.url = normalize_url(url)
         self.engine = make_engine(self.url, **engine_kwargs)
         self.dialect = self.engine.dialect.name
+        self.outage = outage or Outage()
+        event.listen(self.engine, "connect", lambda _conn, _record: self.outage.over())
         write_engine = (self.engine.execution_options(sqlite_write=True) if self.dialect == "sqlite"
                         else self.engine)
         self.read = sessionmaker(self.engine, expire_on_commit=False)
@@ -84,6 +91,11 @@ class Database:
             except BaseException:
                 s.rollback()
                 raise
+
+    def ping(self) -> None:
+        """A round trip to the database; raises what the driver raised when it does not answer."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     def dispose(self) -> None:
         self.engine.dispose()

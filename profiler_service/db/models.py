@@ -101,7 +101,7 @@ class Job(Base):
     __table_args__ = (Index("ix_jobs_claim", "device_id", "status", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    kind: Mapped[str] = mapped_column(String(20))  # 'profile' | 'network'
+    kind: Mapped[str] = mapped_column(String(20))  # a job kind's name (profiler_service/jobs/registry.py)
     status: Mapped[str] = mapped_column(String(20), default="queued")
     # The device whose worker runs it: on a shared PostgreSQL each worker claims only its own.
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
@@ -144,9 +144,9 @@ class Network(Base):
 
 class DriftReference(Base):
     """The nominal latency of a drift reference for one device, backend and thread count: results are
-    scaled to it (``services/drift.py``). Estimated from a burst of the reference alone (its quietest
-    stretches, ``measure/nominal.py``); a quieter estimate later, or a slower one the device itself shows
-    (``services/drift.py record_quiet``), makes a new version, and stored figures are rescaled to it, so
+    scaled to it (``clock/drift.py``). Estimated from a burst of the reference alone (its quietest
+    stretches, ``clock/burst.py``); a quieter estimate later, or a slower one the device itself shows
+    (``clock/drift.py record_quiet``), makes a new version, and stored figures are rescaled to it, so
     every table and network of this configuration shares one clock."""
 
     __tablename__ = "drift_references"
@@ -165,10 +165,10 @@ class DriftReference(Base):
 
 
 class NominalBurst(Base):
-    """One burst of a drift reference alone (``measure/nominal.py``) and what the store made of it: the
+    """One burst of a drift reference alone (``clock/burst.py``) and what the store made of it: the
     burst's own estimate, the worker's recent bursts pooled, and the nominal (and its version) after it.
     The history is the device's clock audited: how far its quiet speed moved from one burst to the next
-    is the floor under any two latencies read minutes apart (``services/clock.py``)."""
+    is the floor under any two latencies read minutes apart (``clock/history.py``)."""
 
     __tablename__ = "nominal_bursts"
     __table_args__ = (Index("ix_nominal_bursts_config", "device_id", "backend", "threads", "reference", "at"),)

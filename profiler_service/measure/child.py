@@ -1,12 +1,14 @@
-"""Benchmark child: reads one job as JSON on stdin, writes one JSON line per result on stdout."""
+"""Benchmark child: reads one ``ChildJob`` as JSON on stdin, writes one ``ChildMessage`` per JSON line on stdout
+(``measure/messages.py``)."""
 
 from __future__ import annotations
 
 import dataclasses
 import gc
-import json
 import os
 import sys
+
+from pydantic import BaseModel
 
 
 def _die_with_parent() -> None:
@@ -29,43 +31,50 @@ def main() -> None:
     # Keep the result channel clean: anything a library prints goes to stderr.
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
-    job = json.loads(sys.stdin.read())
 
-    def send(kind: str, label: str | None, payload) -> None:
-        out.write(json.dumps([kind, label, payload]) + "\n")
+    def send(message: BaseModel) -> None:
+        out.write(message.model_dump_json() + "\n")
 
     from profiler_service.measure.backends import get_backend
-    from profiler_service.measure.protocol import Protocol
-    from profiler_service.measure.reference import NAME, parse
+    from profiler_service.measure.messages import (
+        BurstMeasured,
+        BurstTask,
+        ChildJob,
+        Failed,
+        Finished,
+        OpFailed,
+        OpTask,
+    )
+    from profiler_service.measure.reference import parse
     from profiler_service.measure.tasks import TaskError, run_task
 
+    job = ChildJob.model_validate_json(sys.stdin.read())
     try:
-        reference = job.get("reference", NAME)
-        parse(reference)  # an unknown name fails the job before any timing
-        backend = get_backend(job["backend"], threads=job["threads"], cache_dir=job["cache_dir"],
-                              reference=reference)
+        parse(job.reference)  # an unknown name fails the job before any timing
+        backend = get_backend(job.backend, threads=job.threads, cache_dir=job.cache_dir, reference=job.reference)
     except Exception as e:  # noqa: BLE001 - reported to the parent, which owns error handling
-        send("error", None, f"{type(e).__name__}: {e}")
+        send(Failed(error=f"{type(e).__name__}: {e}"))
         return
-    protocol = Protocol(**job["protocol"])
+    protocol = job.protocol
     # torch and onnxruntime are loaded: their objects live as long as this child, so leave them out of
     # every collection (a full one walked them all in 100-200 ms; timing itself runs with gc off).
     gc.collect()
     gc.freeze()
-    for task in job["tasks"]:
+    for task in job.tasks:
         try:
-            for label, stats in run_task(backend, task, job["batch"], protocol):
-                send("result", label, stats.model_dump())
+            for message in run_task(backend, task, job.batch, protocol):
+                send(message)
         except TaskError as e:
-            if task[0] == "op":  # one op the runtime cannot convert or run: the other ops still count
-                send("op-failed", e.label, str(e))
+            if isinstance(task, OpTask):  # one op the runtime cannot convert or run: the other ops still count
+                send(OpFailed(label=e.label or task.key, error=str(e)))
                 continue
-            send("error", e.label, str(e))
+            send(Failed(label=e.label, error=str(e)))
             return
-        if task[0] == "reference":  # the burst's quiet speed: what this child's slow-downs are read against
-            protocol = dataclasses.replace(protocol, quiet_ref_ms=stats.median_ms)
+        if isinstance(task, BurstTask) and isinstance(message, BurstMeasured):
+            # the burst's quiet speed: what this child's slow-downs are read against
+            protocol = dataclasses.replace(protocol, quiet_ref_ms=message.stats.median_ms)
         gc.freeze()  # what this task loaded (modules, sessions, caches) stays for the next ones too
-    send("done", None, None)
+    send(Finished())
 
 
 if __name__ == "__main__":

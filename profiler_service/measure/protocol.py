@@ -54,7 +54,7 @@ class Protocol:
     min_ref_runs: int = 15
     ref_warm_runs: int = 3
     op_rewarm_runs: int = 1
-    # The nominal burst (measure/nominal.py) times the reference alone at least this long.
+    # The nominal burst (clock/burst.py) times the reference alone at least this long.
     nominal_s: float = 20.0
 
     @property

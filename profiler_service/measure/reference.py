@@ -1,40 +1,38 @@
 """The drift reference: a fixed workload timed between the samples of every measurement.
 
 On a shared or virtual machine the clock speed a process gets moves by 20-40% over tens of seconds
-(measured here: one network's per-second median ranged 5.3..9.4 ms over 90 s, CV 9-16%), so an op
+(one network's per-second median has ranged 5.3..9.4 ms over 90 s, CV 9-16%), so an op
 timed at one moment and a network timed a minute later disagree by more than the table's model error.
 The ratio of two workloads timed interleaved is far steadier (two networks: CV 1.1%). So every
 measurement also times a reference and reports its median as ``ref_ms``; the worker scales each
-result to that reference's nominal speed (``nominal_ms / ref_ms``, see ``services/drift.py``).
+result to that reference's nominal speed (``nominal_ms / ref_ms``, see ``clock/drift.py``).
 
-A reference is a whole network of the measured space, so it slows down the way that space's networks do:
-the same kernels and layout reorders, and a working set of the same size. In the mobile space it holds the
-candidates in turn (``mix``: layer i the i-th of its non-zero candidates, every kernel size and expansion
-in every stage); in the CIFAR one a mid-size op in every layer (3x3 SepConv). Until session 14 the mobile
-one was 3x3 MBConv3 in every layer, and on that session's host it did not move with random networks of
-the space: five random networks and four candidate references, timed in turns in 0.25-1 s medians (three
-runs at 96 px, one at 160), correlated with the uniform reference at -0.35..0.68 and their ratio to it
-wandered more than their own time (96 px: 6.7-7.9% std against 6.1-6.5% raw; 160 px: 2.65% against
-2.16%), while with the mixed one they correlated at 0.14-0.84 and their ratio wandered least of the four
-(96 px: 5.6-5.8%; 160 px: 1.74%). Different kernels lean on different parts of the core (a 7x7 depthwise
-on arithmetic, a 1x1 expansion on memory), and a host's slow stretches weigh on them unequally, so the
-reference must hold them in the proportions a network does. The
-slow-down is not uniform across sizes: in one slow stretch a 96 px reference slowed by 33% while a
-160 px network slowed by 45%; with neighbours loading the memory system a 160 px reference slowed by
-6% while 0.3 ms CIFAR nets did not (bench/reference_context.py: against a reference of their own space
-and resolution, 24/24 nets within 3% of their speed alone, against the 160 px one 17/24). So a job
-that names its space is timed against the *matched* reference of that space, resolution and width.
+A reference is a whole network of the measured space, so it slows down the way that space's networks do: the
+same kernels and layout reorders, and a working set of the same size. In the mobile space it holds the
+candidates in turn (``mix``: layer i the i-th of its non-zero candidates, every kernel size and expansion in
+every stage); in the CIFAR one a mid-size op in every layer (3x3 SepConv). A mobile reference of 3x3 MBConv3
+in every layer did not move with random networks of the space: five random networks and four candidate
+references, timed in turns in 0.25-1 s medians (three runs at 96 px, one at 160), correlated with the
+uniform reference at -0.35..0.68 and their ratio to it wandered more than their own time (96 px: 6.7-7.9%
+std against 6.1-6.5% raw; 160 px: 2.65% against 2.16%), while with the mixed one they correlated at
+0.14-0.84 and their ratio wandered least of the four (96 px: 5.6-5.8%; 160 px: 1.74%). Different kernels
+lean on different parts of the core (a 7x7 depthwise on arithmetic, a 1x1 expansion on memory), and a host's
+slow stretches weigh on them unequally, so the reference must hold them in the proportions a network does.
+The slow-down is not uniform across sizes: in one slow stretch a 96 px reference slowed by 33% while a 160
+px network slowed by 45%; with neighbours loading the memory system a 160 px reference slowed by 6% while
+0.3 ms CIFAR nets did not (bench/reference_context.py: against a reference of their own space and
+resolution, 24/24 nets within 3% of their speed alone, against the 160 px one 17/24). So a job that names
+its space is timed against the *matched* reference of that space, resolution and width.
 
-Matched in size too: a whole network for a network (a network measured, a calibration's networks), one op
-of it for an op (a profile). On session 13's host (224 px, 50 rounds of 0.25 s medians, the reference and
-eight ops of the space taking turns) the whole reference wandered 5.7% (std) and three random networks
-of the space 5.4-5.6% with it (correlation ~0.8), while each op alone wandered 1.2-1.4%: the slow-down
-weighed on whole networks' working sets, not on one op's. Divided by the whole reference, the ops came
-out noisier than raw (5.9% against 1.45%), and two profile passes agreed to a median 3.8% where their
-raw times agreed to 0.8%; divided by the reference op (3x3 MBConv3 of the middle layer alone), 1.4%, and
-two passes to 0.56% (p90 1.41%). Where everything slows together (a host taking the core away), the
-op-sized reference slows with the ops all the same. A profile of bare keys is timed against the default
-space's reference op (``op_name_for(None)``).
+Matched in size too: a whole network for a network (a network measured, a calibration's networks), one op of
+it for an op (a profile). Timed at 224 px (50 rounds of 0.25 s medians, the reference and eight ops of the
+space taking turns), the whole reference wandered 5.7% (std) and three random networks of the space 5.4-5.6%
+with it (correlation ~0.8), while each op alone wandered 1.2-1.4%: the slow-down weighed on whole networks'
+working sets, not on one op's. Divided by the whole reference, the ops came out noisier than raw (5.9%
+against 1.45%), and two profile passes agreed to a median 3.8% where their raw times agreed to 0.8%; divided
+by the reference op (3x3 MBConv3 of the middle layer alone), 1.4%, and two passes to 0.56% (p90 1.41%).
+Where everything slows together (a host taking the core away), the op-sized reference slows with the ops all
+the same. A profile of bare keys is timed against the default space's reference op (``op_name_for(None)``).
 """
 
 from __future__ import annotations
@@ -61,7 +59,7 @@ _WHOLE = {"proxyless-mobile": MIX, "proxyless-cifar": "3x3_SepConv"}
 _PATTERN = re.compile(r"^(?P<space>[a-z0-9-]+)@(?P<res>\d+)(?:x(?P<width>\d+(?:\.\d+)?))?/(?P<op>[A-Za-z0-9_]+)"
                       r"(?:\.layer(?P<layer>\d+))?/" + _WARM + "$")
 
-FILLER_RESOLUTION = 64  # the nominal burst's stand-in for a measured op (measure/nominal.py): ~0.5 ms
+FILLER_RESOLUTION = 64  # the nominal burst's stand-in for a measured op (clock/burst.py): ~0.5 ms
 
 
 def name_for(space: str | None, resolution: int | None = None, width_mult: float | None = None) -> str:

@@ -5,13 +5,25 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from profiler_service.measure.backends import Backend
+from profiler_service.measure.messages import (
+    BurstMeasured,
+    BurstTask,
+    Measured,
+    NetworkBatchTask,
+    NetworkTask,
+    OpTask,
+    Task,
+)
 from profiler_service.measure.protocol import Protocol
 from shared.arch import net_from_keys
 from shared.schemas import OpStats
 from shared.specs import parse_key
+
+StatsT = TypeVar("StatsT", bound=OpStats)
 
 
 class TaskError(RuntimeError):
@@ -22,41 +34,42 @@ class TaskError(RuntimeError):
         self.label = label
 
 
-def run_task(backend: Backend, task: list, batch: int, protocol: Protocol) -> Iterator[tuple[str, OpStats]]:
-    """(label, statistics) per result of a task: one for an op, a network or the reference's burst, one per
-    network for ``["nets", None, {label: keys}]``; a failure as TaskError naming what failed."""
-    if task[0] == "nets":
-        yield from measure_networks(backend, task[2], batch, protocol)
-        return
+def run_task(backend: Backend, task: Task, batch: int, protocol: Protocol) -> Iterator[Measured | BurstMeasured]:
+    """The messages a task answers: one for an op, a network or the burst, one per network of a batch as each
+    lands; a failure as TaskError naming what failed."""
+    match task:
+        case BurstTask():
+            from profiler_service.clock.burst import burst
+
+            yield BurstMeasured(stats=_labelled(None, lambda: burst(backend.reference(protocol), backend.timer,
+                                                                     protocol, filler=backend.filler(protocol))))
+        case OpTask(key=key):
+            yield Measured(label=key, stats=_labelled(key, lambda: backend.measure_op(parse_key(key), batch,
+                                                                                       protocol)))
+        case NetworkTask(label=label, keys=keys):
+            yield from (Measured(label=net, stats=stats)
+                        for net, stats in networks_in_turns(backend, {label: keys}, batch, protocol))
+        case NetworkBatchTask(nets=nets):
+            yield from (Measured(label=net, stats=stats)
+                        for net, stats in networks_in_turns(backend, nets, batch, protocol))
+
+
+def _labelled(label: str | None, measure: Callable[[], StatsT]) -> StatsT:
     try:
-        stats = measure_task(backend, task, batch, protocol)
-    except TaskError:
-        raise
+        return measure()
     except Exception as e:  # noqa: BLE001 - reported to the parent, which owns error handling
-        raise TaskError(task[1], e) from e
-    yield task[1], stats
+        raise TaskError(label, e) from e
 
 
-def measure_task(backend: Backend, task: tuple, batch: int, protocol: Protocol) -> OpStats:
-    kind, label = task[0], task[1]
-    if kind == "reference":  # the nominal-speed burst (measure/nominal.py)
-        from profiler_service.measure.nominal import burst
-
-        return burst(backend.reference(protocol), backend.timer, protocol, filler=backend.filler(protocol))
-    if kind == "op":
-        return backend.measure_op(parse_key(label), batch, protocol)
-    return next(measure_networks(backend, {label: task[2]}, batch, protocol))[1]
-
-
-def measure_networks(backend: Backend, nets: dict[str, list[str]], batch: int,
-                     protocol: Protocol) -> Iterator[tuple[str, OpStats]]:
+def networks_in_turns(backend: Backend, nets: dict[str, list[str]], batch: int,
+                      protocol: Protocol) -> Iterator[tuple[str, OpStats]]:
     """Each network (label -> ordered op keys) timed in ``NETWORK_WINDOWS`` windows, the windows taken in
     turns across the networks: every network's first window, then every one's second, and so on. Yields
     (label, statistics) as each network's last window lands.
 
-    Why in turns: on this host the whole reference has stretches of ten seconds or so in which it alone
-    slows by 5-10% while the networks beside it hold their speed (session 14, 96 px: three networks timed
-    for 45 s in 0.8 s windows, the reference at 1.30-1.40 ms, then 1.50-1.56 ms for ten seconds, every
+    Why in turns: a virtual machine's host has stretches of ten seconds or so in which the whole reference
+    alone slows by 5-10% while the networks beside it hold their speed (at 96 px, three networks timed for
+    45 s in 0.8 s windows: the reference at 1.30-1.40 ms, then 1.50-1.56 ms for ten seconds, every
     network's ratio to it 6-8% under its usual). Three windows back to back sit in one such stretch, and a
     network job's figure was off by what the stretch did (30 unseen networks at 96 px: mean -4.8%, down
     to -11.6%, against a calibration spread of 1.9%). Taken in turns, a network's windows lie a whole round
@@ -65,10 +78,7 @@ def measure_networks(backend: Backend, nets: dict[str, list[str]], batch: int,
     windows: dict[str, list[OpStats]] = {label: [] for label in nets}
     for round_ in range(NETWORK_WINDOWS):
         for label, keys in nets.items():
-            try:
-                windows[label].append(_window(backend, keys, batch, protocol))
-            except Exception as e:  # noqa: BLE001
-                raise TaskError(label, e) from e
+            windows[label].append(_labelled(label, lambda keys=keys: _window(backend, keys, batch, protocol)))
             if round_ == NETWORK_WINDOWS - 1:
                 yield label, middle_window(windows.pop(label))
 
@@ -84,8 +94,8 @@ def middle_window(windows: list[OpStats]) -> OpStats:
     """The window whose served figure (median over the reference beside it) is the median of the windows'.
 
     A network is timed in ``NETWORK_WINDOWS`` windows, each in a fresh session with its own warm-up, and
-    one of them is kept whole (its statistics stay those of one window, not a blend). On this VM a 96 px
-    network's ratio to its reference moved with a CV of 1.36% between single windows and 0.93% between
+    one of them is kept whole (its statistics stay those of one window, not a blend). On a virtual machine a
+    96 px network's ratio to its reference moved with a CV of 1.36% between single windows and 0.93% between
     medians of three (6 nets x 12 windows); the windows' runs are no steadier for being more, since the
     ratio moves with the host's state from one second to the next."""
     def served(s: OpStats) -> float:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from profiler_service.db.models import Measurement, Network, Table
-from profiler_service.services import tables as T
+from profiler_service.services import tables
 from profiler_service.services.errors import Invalid
 from shared.calibration import Calibration, fit
 
@@ -34,7 +34,7 @@ def fit_table_calibration(session: Session, table: Table, network_ids: Sequence[
     if unmeasured:
         raise Invalid("network_ids", f"networks not measured yet: {unmeasured[:5]}")
     keys = [nets[i].arch["keys"] for i in ids]
-    entries = T.entries(session, table.id, {k for ks in keys for k in ks})
+    entries = tables.entries(session, table.id, {k for ks in keys for k in ks})
     missing = sorted({k for ks in keys for k in ks if k not in entries})
     if missing:
         raise Invalid("network_ids", f"the table lacks {len(missing)} keys these networks use: {missing[:3]}")
@@ -44,7 +44,7 @@ def fit_table_calibration(session: Session, table: Table, network_ids: Sequence[
     clock = {"entries": _references(session, table, entries), "networks": sorted({nets[i].reference for i in ids
                                                                                     if nets[i].reference})}
     table.calibration = {**cal.to_dict(), "networks": ids, "clock": clock}
-    T.touch(session, table)
+    tables.touch(session, table)
     return table.calibration
 
 
@@ -79,4 +79,4 @@ def clear_calibration(session: Session, table: Table) -> None:
     if table.calibration is None:  # nothing to delete: the table, its ETag and updated_at stay as they are
         return
     table.calibration = None
-    T.touch(session, table)
+    tables.touch(session, table)

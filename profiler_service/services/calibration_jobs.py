@@ -16,9 +16,7 @@ from sqlalchemy.orm import Session
 
 from profiler_service.db.models import Device, Job, Network, Table
 from profiler_service.measure.reference import name_for
-from profiler_service.services import calibration as C
-from profiler_service.services import networks as N
-from profiler_service.services import tables as T
+from profiler_service.services import calibration, networks, tables
 from profiler_service.services.errors import Invalid
 from profiler_service.services.jobs import check_runnable
 from shared.arch import make_arch
@@ -37,7 +35,7 @@ def _pending_profile(session: Session, table_id: str) -> bool:
 
 
 def missing_keys(session: Session, table_id: str, keys: Sequence[str]) -> list[str]:
-    have = T.entries(session, table_id, set(keys))
+    have = tables.entries(session, table_id, set(keys))
     return [k for k in dict.fromkeys(keys) if k not in have]
 
 
@@ -74,7 +72,7 @@ def create_calibration_job(session: Session, table: Table, req: CalibrationCreat
     session.flush()
     ids = []
     for arch in archs:
-        predicted, miss = N.predict(session, table, arch.keys)
+        predicted, miss = networks.predict(session, table, arch.keys)
         net = Network(job_id=job.id, table_id=table.id, arch=arch.model_dump(), status="queued",
                       predicted_ms=predicted, missing=miss)
         session.add(net)
@@ -92,8 +90,8 @@ def networks_of(session: Session, job: Job) -> list[Network]:
 
 def fit_from_job(session: Session, job: Job) -> dict:
     """Fit the table's calibration from the job's networks; the calibration records what it was fitted on."""
-    table = T.get_table(session, job.table_id)
-    cal = C.fit_table_calibration(session, table, job.params["network_ids"])
+    table = tables.get_table(session, job.table_id)
+    cal = calibration.fit_table_calibration(session, table, job.params["network_ids"])
     table.calibration = {**cal, "scope": job.params["scope"], "seed": job.params["seed"], "job_id": job.id}
-    T.touch(session, table)
+    tables.touch(session, table)
     return table.calibration

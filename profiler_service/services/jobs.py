@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from profiler_service.db.models import FINISHED, Device, Job, Network, utcnow
 from profiler_service.measure.backends import precision_of, unavailable_reason
 from profiler_service.measure.reference import op_name_for
-from profiler_service.services import tables as T
+from profiler_service.services import tables
 from profiler_service.services.errors import Conflict, Invalid, NotFound
 from shared.schemas import JobCreate, JobOut
 from shared.spaces import get_space
@@ -32,7 +32,7 @@ def resolve_keys(req: JobCreate, limits: Limits) -> list[str]:
         try:
             spec = validate(parse_key(key, limits), limits, req.batch)
         except SpecError as e:
-            raise Invalid(f"keys[{i}]", f"{e} (key {T.quote(key)})") from None
+            raise Invalid(f"keys[{i}]", f"{e} (key {tables.quote(key)})") from None
         if spec.type != ZERO and key not in keys:  # zero ops cost nothing and are never profiled
             keys.append(key)
     if not keys:
@@ -59,7 +59,7 @@ def create_profile_job(session: Session, req: JobCreate, *, device: Device, limi
     check_runnable(req.backend, req.threads, backends)
     keys = resolve_keys(req, limits)
     if req.table_id is not None:
-        table = T.get_table(session, req.table_id)
+        table = tables.get_table(session, req.table_id)
         want = (device.id, req.backend, req.threads, req.batch)
         have = (table.device_id, table.backend, table.threads, table.batch)
         if want != have:
@@ -67,8 +67,8 @@ def create_profile_job(session: Session, req: JobCreate, *, device: Device, limi
                                       f"batch={table.batch} of another configuration or device; the job asks "
                                       f"backend={req.backend} threads={req.threads} batch={req.batch} here")
     else:
-        table = T.get_or_create_table(session, device, req.backend, req.threads, req.batch,
-                                      precision_of(req.backend))
+        table = tables.get_or_create_table(session, device, req.backend, req.threads, req.batch,
+                                           precision_of(req.backend))
     # A space's ops are timed against that space's own reference op (a whole network slows in ways its ops
     # alone do not, measure/reference.py); bare keys against the default space's.
     reference = op_name_for(req.space, req.resolution, req.width_mult)

@@ -21,7 +21,7 @@ from profiler_service.db.models import Measurement, Table
 from profiler_service.services.errors import NotFound
 from profiler_service.services.render_cache import RenderCache
 from profiler_service.services.tables import STAT_FIELDS, check_key
-from shared import specs as S
+from shared import specs
 
 ZERO_FRAGMENT = json.dumps({"median_ms": 0.0, "mean_ms": 0.0, "std_ms": 0.0, "p10_ms": 0.0, "p90_ms": 0.0,
                             "count": 0, "ref_ms": None, "nominal_ms": None})
@@ -71,7 +71,7 @@ def lookup_body(session: Session, index: LookupIndex, table_id: str, keys: list[
         frag = entries.get(key)
         if frag is not None:  # stored keys were checked when they were stored: parse only the others
             found[key] = frag
-        elif check_key(key, f"keys[{i}]").type == S.ZERO:
+        elif check_key(key, f"keys[{i}]").type == specs.ZERO:
             found[key] = ZERO_FRAGMENT
         else:
             missing[key] = None

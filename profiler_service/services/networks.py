@@ -9,8 +9,7 @@ from sqlalchemy.orm import Session
 
 from profiler_service.db.models import Device, Job, Network, Table, utcnow
 from profiler_service.measure.reference import name_for
-from profiler_service.services import calibration as C
-from profiler_service.services import tables as T
+from profiler_service.services import calibration, tables
 from profiler_service.services.errors import Invalid, NotFound
 from profiler_service.services.jobs import check_runnable
 from shared.arch import Arch, from_net_config, resolve
@@ -22,7 +21,7 @@ _STATS = ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "count", "ref_ms
 
 
 def _table_ms(session: Session, table: Table, keys: Sequence[str]) -> dict[str, float]:
-    return {k: s.median_ms for k, s in T.entries(session, table.id, set(keys)).items()}
+    return {k: s.median_ms for k, s in tables.entries(session, table.id, set(keys)).items()}
 
 
 def _sum(table_ms: dict[str, float], keys: Sequence[str]) -> tuple[float | None, list[str]]:
@@ -44,7 +43,7 @@ def predict(session: Session, table: Table, keys: Sequence[str]) -> tuple[float 
 def create_network_job(session: Session, req: NetworkCreate, *, device: Device, limits: Limits,
                        backends: Sequence[str]) -> Network:
     """Measured on this device with the table's backend, threads and batch; predicted from the table."""
-    table = T.get_table(session, req.table_id)
+    table = tables.get_table(session, req.table_id)
     if table.backend not in backends:
         raise Invalid("table_id", f"table {table.id} is for backend {table.backend!r}, which this device "
                                   f"cannot run; available: {list(backends)}")
@@ -87,11 +86,11 @@ def network_for_job(session: Session, job_id: str) -> Network | None:
 
 def network_out(session: Session, net: Network) -> NetworkOut:
     """The prediction is recomputed from the table as it is now: profiling after the request fills it in."""
-    table = T.get_table(session, net.table_id)
+    table = tables.get_table(session, net.table_id)
     keys = net.arch.get("keys", [])
     table_ms = _table_ms(session, table, keys)
     predicted, missing = _sum(table_ms, keys)
-    calibrated = C.calibrated_ms(table, keys, table_ms) if predicted is not None else None
+    calibrated = calibration.calibrated_ms(table, keys, table_ms) if predicted is not None else None
     measured = (OpStats(**{f: getattr(net, f) for f in _STATS}) if net.median_ms is not None else None)
     return NetworkOut(id=net.id, status=net.status, table_id=net.table_id, arch=net.arch, measured=measured,
                       predicted_ms=predicted, calibrated_ms=calibrated, missing=missing, error=net.error)
@@ -101,7 +100,7 @@ def store_measured(session: Session, net: Network, stats: OpStats, reference: st
     for f in _STATS:
         setattr(net, f, getattr(stats, f))
     net.reference = reference if stats.ref_ms is not None else None
-    table = T.get_table(session, net.table_id)
+    table = tables.get_table(session, net.table_id)
     net.predicted_ms, net.missing = predict(session, table, net.arch.get("keys", []))
     net.finished_at = utcnow()
     session.flush()

@@ -73,7 +73,7 @@ def _measured_alike(a: Job, b: Job) -> bool:
 def claim_batch(session: Session, device_id: int, worker_id: str, first: Job, limit: int) -> list[Job]:
     """Claim, with ``first`` (a network job this worker holds), the queued network jobs right behind it in
     the queue that are measured alike, up to ``limit``: one benchmark process times them all, their windows
-    in turns (``measure/tasks.py measure_networks``). Only the unbroken run behind it: a job of another
+    in turns (``measure/tasks.py networks_in_turns``). Only the unbroken run behind it: a job of another
     kind, or measured otherwise, keeps its place and ends the batch. The caller commits."""
     if limit <= 0 or first.kind != "network":
         return []
@@ -133,6 +133,22 @@ def requeue(session: Session, job_id: str, *, count_attempt: bool = False, worke
     if ok:
         _set_network(session, job_id, status="queued")
     return ok
+
+
+def retry(session: Session, job_id: str, reason: str, *, max_attempts: int, worker_id: str) -> str | None:
+    """running -> queued after an attempt cut short by something outside the job (a database outage), the
+    reason kept on the job until it is claimed again; ``failed`` instead after ``max_attempts`` attempts.
+    Returns the new status, or None where the job is no longer this worker's and running."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None or job.status != "running" or job.claimed_by != worker_id:
+        return None
+    if job.attempts >= max_attempts:
+        error = f"{reason} (attempt {job.attempts} of {max_attempts}); not retrying"
+        return "failed" if finish(session, job_id, "failed", error, worker_id=worker_id) else None
+    if not requeue(session, job_id, count_attempt=True, worker_id=worker_id):
+        return None
+    _set(session, job_id, only_if=("queued",), error=f"{reason}; queued again")
+    return "queued"
 
 
 def _pid_alive(pid: int) -> bool:

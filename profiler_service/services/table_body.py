@@ -16,8 +16,7 @@ from sqlalchemy.orm import Session
 
 from profiler_service.db.engine import Database
 from profiler_service.db.models import Table
-from profiler_service.services import tables as T
-from profiler_service.services import yaml_io
+from profiler_service.services import tables, yaml_io
 from profiler_service.services.lookup import LookupIndex, join_entries
 from profiler_service.services.render_cache import RenderCache
 
@@ -43,7 +42,7 @@ def json_body(session: Session, table: Table, index: LookupIndex) -> bytes:
     """``TableOut`` JSON joined from the lookup index's entry fragments: the index is built once per version
     for lookups anyway, and through pydantic the same 10,000 entries took another ~100 ms."""
     entries = index.get(session, table.id, table.etag)
-    meta = T.table_meta(session, table).model_dump_json()
+    meta = tables.table_meta(session, table).model_dump_json()
     return f'{meta[:-1]},"entries":{{{join_entries(entries)}}}}}'.encode()
 
 
@@ -52,7 +51,7 @@ def read_table_body(db: Database, cache: RenderCache[bytes], index: LookupIndex,
     """In one read session (a SQLite WAL reader: never behind a writer): the table's version, then its
     body from ``cache`` or rendered."""
     with db.session(write=False) as session:
-        table = T.get_table(session, table_id)
+        table = tables.get_table(session, table_id)
         etag = f'"{table.etag}"' if fmt == "json" else f'"{table.etag}-yaml"'
         if etag_matches(if_none_match, etag):
             return TableBody(etag, MEDIA_TYPES[fmt], None)

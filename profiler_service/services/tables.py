@@ -13,12 +13,12 @@ from sqlalchemy.orm import Session
 from profiler_service.db.models import Device, Measurement, Table, utcnow
 from profiler_service.services.devices import ensure_device
 from profiler_service.services.errors import Invalid, NotFound
-from shared import specs as S
+from shared import specs
 from shared.schemas import OpStats, TableMeta, TableOut, TableSummary
 
 STAT_FIELDS = ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "count", "ref_ms", "nominal_ms")
 # Keys are checked for shape only here (lookups, imports): device limits guard what gets *built*.
-SYNTAX_LIMITS = S.Limits(max_channels=10**6, max_resolution=10**5, max_batch=10**6,
+SYNTAX_LIMITS = specs.Limits(max_channels=10**6, max_resolution=10**5, max_batch=10**6,
                          max_activation_mb=float("inf"))
 # Rows per INSERT: 11 bound values each stays well under SQLite's 32,766 variables per statement.
 _UPSERT_ROWS = 1000
@@ -54,11 +54,11 @@ def get_or_create_by_name(session: Session, device_name: str, backend: str, thre
     return get_or_create_table(session, ensure_device(session, device_name), backend, threads, batch, dtype)
 
 
-def check_key(key: str, where: str = "key") -> S.OpSpec:
+def check_key(key: str, where: str = "key") -> specs.OpSpec:
     """Parse a key for its shape only; SpecError becomes Invalid naming the key."""
     try:
-        return S.parse_key(key, SYNTAX_LIMITS)
-    except S.SpecError as e:
+        return specs.parse_key(key, SYNTAX_LIMITS)
+    except specs.SpecError as e:
         raise Invalid(where, f"{quote(key)}: {e}") from None
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from profiler_service.db.models import Table
 from profiler_service.measure.backends import known_backends, precision_of
-from profiler_service.services import tables as T
+from profiler_service.services import tables
 from profiler_service.services.errors import Invalid
 from shared.schemas import ImportResponse, OpStats
 
@@ -141,9 +141,9 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict:
 
 
 def to_yaml(session: Session, table: Table) -> str:
-    meta = T.summary(session, table)
+    meta = tables.summary(session, table)
     doc: dict[str, dict[str, Any]] = {}
-    for key, st in T.entries(session, table.id).items():
+    for key, st in tables.entries(session, table.id).items():
         doc[key] = {"count": st.count, "mean": served_ms(st), "var": robust_var(st),
                     "median": st.median_ms, "p10": st.p10_ms, "p90": st.p90_ms,
                     "raw_mean": st.mean_ms, "raw_var": st.std_ms ** 2}
@@ -244,7 +244,7 @@ def parse_table(body: bytes | str) -> dict[str, OpStats]:
     for i, (key, entry) in enumerate(raw.items()):
         if not isinstance(key, str):
             raise Invalid(f"entry {i}", f"key {excerpt(key)} is not a string")
-        T.check_key(key)
+        tables.check_key(key)
         out[key] = parse(key, entry)
     return out
 
@@ -258,10 +258,10 @@ def import_table(session: Session, body: bytes | str, *, device: str, backend: s
                  batch: int, dtype: str = "float32") -> ImportResponse:
     """Parse first, then write: a bad entry anywhere leaves the database untouched."""
     stats = parse_table(body)
-    table = T.get_or_create_by_name(session, device, backend, threads, batch, dtype)
-    n = T.upsert_measurements(session, table, stats)
+    table = tables.get_or_create_by_name(session, device, backend, threads, batch, dtype)
+    n = tables.upsert_measurements(session, table, stats)
     return ImportResponse(id=table.id, entries=n)
 
 
 def to_json(session: Session, table: Table) -> str:
-    return T.table_out(session, table).model_dump_json(indent=1)
+    return tables.table_out(session, table).model_dump_json(indent=1)

@@ -10,7 +10,13 @@ import pytest
 from profiler_service.measure.backends import OnnxRuntimeBackend, available_backends, export_onnx
 from profiler_service.measure.context import OUTPUT, InNetwork, is_op_node, op_kernel_ms
 from profiler_service.measure.protocol import Protocol
-from profiler_service.measure.runner import MeasureError, measure_network, measure_networks, measure_ops
+from profiler_service.measure.runner import (
+    EngineConfig,
+    MeasureError,
+    measure_network,
+    measure_networks,
+    measure_ops,
+)
 from shared.arch import make_arch
 from shared.ops import build_op
 from shared.schemas import OpStats
@@ -18,6 +24,12 @@ from shared.spaces import get_space
 from shared.specs import parse_key
 
 FAST = Protocol(budget_s=0.2, warmup_runs=2, warmup_s=0.0, min_runs=10, retry_wait_s=0.05)
+
+
+def engine(tmp_path, backend: str = "onnxruntime") -> EngineConfig:
+    return EngineConfig(backend=backend, threads=1, batch=1, protocol=FAST, cache_dir=tmp_path)
+
+
 MB = "expanded_conv-input:16x16x16-output:16x16x16-expand:6-kernel:5-stride:1-idskip:1"
 
 
@@ -91,16 +103,14 @@ def test_in_network_profile_counts_the_ops_own_kernels(tmp_path):
 def test_runner_streams_results_from_child(tmp_path):
     keys = [MB, "Conv-input:32x32x3-output:16x16x16", "Logits-input:4x4x64-output:10"]
     got = {}
-    assert measure_ops(keys, backend="onnxruntime", threads=1, batch=1, protocol=FAST, cache_dir=tmp_path,
-                       on_result=got.__setitem__)
+    assert measure_ops(keys, engine(tmp_path), on_result=got.__setitem__)
     assert list(got) == keys
 
 
 def test_runner_network(tmp_path):
     space = get_space("proxyless-mobile", 32, 0.35, 10)
     arch = make_arch(space, [layer.candidates[0] for layer in space.layers])
-    stats = measure_network(arch.keys, backend="onnxruntime", threads=1, batch=1, protocol=FAST,
-                            cache_dir=tmp_path)
+    stats = measure_network(arch.keys, engine(tmp_path))
     assert stats.median_ms > 0
 
 
@@ -118,7 +128,7 @@ def test_networks_take_their_windows_in_turns_and_each_lands_after_its_last(tmp_
     nets = {f"n{i}": make_arch(space, [layer.candidates[i] for layer in space.layers]).keys for i in range(2)}
     backend = Recording(threads=1, cache_dir=tmp_path)
     landed = []
-    for label, stats in tasks.measure_networks(backend, nets, 1, FAST):
+    for label, stats in tasks.networks_in_turns(backend, nets, 1, FAST):
         landed.append((label, len(backend.order)))
         assert stats.median_ms > 0 and stats.ref_ms > 0
     a, b = backend.order[0], backend.order[1]
@@ -131,8 +141,7 @@ def test_a_batch_failure_names_the_network_it_failed_on(tmp_path):
     good = make_arch(space, [layer.candidates[0] for layer in space.layers]).keys
     nets = {"good": good, "bad": ["conv-not-a-key"]}
     with pytest.raises(MeasureError, match="bad: ") as err:
-        measure_networks(nets, backend="onnxruntime", threads=1, batch=1, protocol=FAST, cache_dir=tmp_path,
-                         on_result=lambda k, s: None)
+        measure_networks(nets, engine(tmp_path), on_result=lambda k, s: None)
     assert err.value.label == "bad"
 
 
@@ -145,15 +154,14 @@ def test_runner_cancel_stops_child(tmp_path):
         got.append(k)
         stop.set()
 
-    done = measure_ops(keys, backend="onnxruntime", threads=1, batch=1, protocol=FAST, cache_dir=tmp_path,
-                       on_result=on_result, should_cancel=stop.is_set)
+    done = measure_ops(keys, engine(tmp_path), on_result=on_result, should_cancel=stop.is_set)
     assert done is False and 1 <= len(got) < 50
 
 
 def test_runner_reports_child_errors(tmp_path):
+    missing = "torch-cuda" if "torch-cuda" not in available_backends() else "nope"
     with pytest.raises(MeasureError, match="not available"):
-        measure_ops([MB], backend="torch-cuda" if "torch-cuda" not in available_backends() else "nope",
-                    threads=1, batch=1, protocol=FAST, cache_dir=tmp_path, on_result=lambda k, s: None)
+        measure_ops([MB], engine(tmp_path, missing), on_result=lambda k, s: None)
 
 
 def _profile(tmp_path, runs: list[list[tuple[str, float]]]) -> Path:

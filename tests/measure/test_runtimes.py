@@ -22,7 +22,7 @@ from profiler_service.measure.backends import (
 )
 from profiler_service.measure.protocol import Protocol
 from profiler_service.measure.reference import name_for, op_name_for
-from profiler_service.measure.runner import MeasureError, measure_network, measure_ops
+from profiler_service.measure.runner import EngineConfig, MeasureError, measure_network, measure_ops
 from shared.arch import make_arch
 from shared.ops import build_op
 from shared.spaces import get_space
@@ -129,14 +129,16 @@ def test_ops_and_a_whole_network_measured_in_the_child(tmp_path, name):
     arch = make_arch(SPACE, [layer.candidates[i % 3] for i, layer in enumerate(SPACE.layers)])
     keys = [k for k in arch.keys if not k.startswith("zero")]
     got = {}
-    assert measure_ops(keys[:3], backend=name, threads=1, batch=1, protocol=FAST, cache_dir=tmp_path,
-                       on_result=got.__setitem__, reference=op_name_for(SPACE.name, 32, 0.35))
+    ops = EngineConfig(backend=name, threads=1, batch=1, protocol=FAST, cache_dir=tmp_path,
+                       reference=op_name_for(SPACE.name, 32, 0.35))
+    assert measure_ops(keys[:3], ops, on_result=got.__setitem__)
     assert set(got) == set(keys[:3])
     for stats in got.values():
         assert stats.count >= 5 and 0 < stats.p10_ms <= stats.median_ms <= stats.p90_ms and stats.ref_ms > 0
     before = set(tmp_path.iterdir())
-    net = measure_network(keys, backend=name, threads=1, batch=1, protocol=FAST, cache_dir=tmp_path,
-                          reference=name_for(SPACE.name, 32, 0.35))
+    whole = EngineConfig(backend=name, threads=1, batch=1, protocol=FAST, cache_dir=tmp_path,
+                         reference=name_for(SPACE.name, 32, 0.35))
+    net = measure_network(keys, whole)
     assert net.median_ms > 0 and net.ref_ms > 0 and net.count >= 5
     # the network and its whole reference, each converted as one model (and ONNX files under them)
     assert 2 <= len(set(tmp_path.iterdir()) - before) <= 4
@@ -147,6 +149,6 @@ def test_an_op_the_runtime_cannot_measure_fails_alone(tmp_path):
     got = {}
     bad = "expanded_conv-input:16x16x16-output:16x16x16-expand:6-kernel:5-stride:1-idskip:maybe"
     with pytest.raises(MeasureError, match=r"1 op\(s\) could not be measured on litert .*idskip:maybe") as err:
-        measure_ops([STEM, bad, MB], backend="litert", threads=1, batch=1, protocol=FAST, cache_dir=tmp_path,
-                    on_result=got.__setitem__)
+        measure_ops([STEM, bad, MB], EngineConfig(backend="litert", threads=1, batch=1, protocol=FAST,
+                                                  cache_dir=tmp_path), on_result=got.__setitem__)
     assert set(got) == {STEM, MB} and err.value.label == bad

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from profiler_service.measure import tenants
-from profiler_service.measure.tenants import OthersWatch
+from profiler_service.clock import tenants
+from profiler_service.clock.tenants import OthersWatch
 
 linux = pytest.mark.skipif(not tenants.PROC_STAT.exists(), reason="needs /proc/stat (Linux)")
 
@@ -38,7 +38,7 @@ def test_a_machine_that_does_not_say_gives_none(tmp_path, monkeypatch):
 
 @linux
 def test_the_burst_reports_the_others_share():
-    from profiler_service.measure.nominal import burst
+    from profiler_service.clock.burst import burst
     from profiler_service.measure.protocol import Protocol
 
     state = {"t": 0.0}

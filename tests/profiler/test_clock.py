@@ -1,15 +1,14 @@
-"""The device's clock, audited: each nominal burst kept with the nominal it left (services/clock.py)."""
+"""The device's clock, audited: each nominal burst kept with the nominal it left (clock/history.py)."""
 
 import pytest
 
+from profiler_service.clock import drift, history
 from profiler_service.db.engine import Database
-from profiler_service.services import clock as CL
-from profiler_service.services import drift as D
 
 
-def _burst(s, device_id: int, estimate: float, others: float | None = 0.0, reference: str = D.REFERENCE):
-    row = D.record_quiet(s, device_id, "onnxruntime", 1, estimate, reference=reference, others_cores=others)
-    return CL.log_burst(s, row, burst_ms=estimate, pooled_ms=estimate, others_cores=others)
+def _burst(s, device_id: int, estimate: float, others: float | None = 0.0, reference: str = drift.REFERENCE):
+    row = drift.record_quiet(s, device_id, "onnxruntime", 1, estimate, reference=reference, others_cores=others)
+    return history.log_burst(s, row, burst_ms=estimate, pooled_ms=estimate, others_cores=others)
 
 
 def test_each_burst_is_kept_with_the_nominal_and_version_it_left(db: Database, device_id: int):
@@ -19,8 +18,8 @@ def test_each_burst_is_kept_with_the_nominal_and_version_it_left(db: Database, d
         _burst(s, device_id, 2.5, others=0.9)  # shared: the device was busy, not slower
         _burst(s, device_id, 1.8)  # quieter: a new version
     with db.session() as s:
-        [clock] = CL.clocks(s, device_id)
-    assert (clock.reference, clock.nominal_ms, clock.version, clock.source) == (D.REFERENCE, 1.8, 2, D.BURST)
+        [clock] = history.clocks(s, device_id)
+    assert (clock.reference, clock.nominal_ms, clock.version, clock.source) == (drift.REFERENCE, 1.8, 2, drift.BURST)
     newest_first = [(b.burst_ms, b.nominal_ms, b.version, b.shared) for b in clock.bursts]
     assert newest_first == [(1.8, 1.8, 2, False), (2.5, 2.0, 1, True), (2.02, 2.0, 1, False), (2.0, 2.0, 1, False)]
     # the shared burst says nothing of the device's own speed: the spread is over the other three
@@ -29,19 +28,19 @@ def test_each_burst_is_kept_with_the_nominal_and_version_it_left(db: Database, d
 
 def test_each_reference_has_its_own_clock_and_the_history_is_bounded(db: Database, device_id: int,
                                                                       monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(CL, "KEEP", 3)
+    monkeypatch.setattr(history, "KEEP", 3)
     with db.session() as s:
         for ms in (2.0, 2.1, 2.2, 2.3, 2.4):
             _burst(s, device_id, ms)
         _burst(s, device_id, 0.3, reference="proxyless-cifar@32/3x3_SepConv/warm3")
     with db.session() as s:
-        clocks = {c.reference: c for c in CL.clocks(s, device_id, bursts=10)}
-        assert [b.burst_ms for b in clocks[D.REFERENCE].bursts] == [2.4, 2.3, 2.2]  # the oldest went
+        clocks = {c.reference: c for c in history.clocks(s, device_id, bursts=10)}
+        assert [b.burst_ms for b in clocks[drift.REFERENCE].bursts] == [2.4, 2.3, 2.2]  # the oldest went
         assert [b.burst_ms for b in clocks["proxyless-cifar@32/3x3_SepConv/warm3"].bursts] == [0.3]
         assert clocks["proxyless-cifar@32/3x3_SepConv/warm3"].spread_pct is None  # one burst: no spread
-        assert [c.bursts for c in CL.clocks(s, device_id, bursts=0)] == [[], []]
+        assert [c.bursts for c in history.clocks(s, device_id, bursts=0)] == [[], []]
 
 
 def test_spread_is_max_minus_min_over_the_median():
-    assert CL.spread_pct([2.0]) is None
-    assert CL.spread_pct([2.0, 2.2, 2.1]) == pytest.approx(100 * 0.2 / 2.1)
+    assert history.spread_pct([2.0]) is None
+    assert history.spread_pct([2.0, 2.2, 2.1]) == pytest.approx(100 * 0.2 / 2.1)

@@ -15,8 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from profiler_service.db import Base, Database, Device, Job, Measurement, Table, init_db
 from profiler_service.db.models import utcnow
-from profiler_service.services import queue as Q
-from profiler_service.services import tables as T
+from profiler_service.services import queue, tables
 from profiler_service.services.devices import ensure_device
 from profiler_service.services.errors import NotFound
 from profiler_service.services.jobs import cancel_job
@@ -35,7 +34,7 @@ def stats(ms: float, count: int = 10) -> OpStats:
 
 def add_job(db: Database, device_id: int, **kw) -> str:
     with db.session() as s:
-        table = T.get_or_create_table(s, s.get_one(Device, device_id), "onnxruntime", 1, 1)
+        table = tables.get_or_create_table(s, s.get_one(Device, device_id), "onnxruntime", 1, 1)
         job = Job(kind="profile", device_id=device_id, table_id=table.id, total=2, params={
             "keys": [KEY, KEY2], "backend": "onnxruntime", "threads": 1, "batch": 1}, **kw)
         s.add(job)
@@ -63,44 +62,44 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
 def test_table_is_unique_per_configuration(db: Database, device_id: int):
     with db.session() as s:
         device = ensure_device(s, "test-device")
-        a = T.get_or_create_table(s, device, "onnxruntime", 1, 1)
-        assert T.get_or_create_table(s, device, "onnxruntime", 1, 1).id == a.id
-        assert T.get_or_create_table(s, device, "onnxruntime", 2, 1).id != a.id
+        a = tables.get_or_create_table(s, device, "onnxruntime", 1, 1)
+        assert tables.get_or_create_table(s, device, "onnxruntime", 1, 1).id == a.id
+        assert tables.get_or_create_table(s, device, "onnxruntime", 2, 1).id != a.id
     with pytest.raises(IntegrityError), db.session() as s:
         s.add(Table(device_id=device_id, backend="onnxruntime", threads=1, batch=1, dtype="float32"))
 
 
 def test_reprofiling_replaces_the_row_and_changes_the_etag(db: Database, device_id: int):
     with db.session() as s:
-        table = T.get_or_create_by_name(s, "test-device", "onnxruntime", 1, 1)
+        table = tables.get_or_create_by_name(s, "test-device", "onnxruntime", 1, 1)
         empty_etag = table.etag
-        T.upsert_measurements(s, table, {KEY: stats(1.0), KEY2: stats(2.0)})
+        tables.upsert_measurements(s, table, {KEY: stats(1.0), KEY2: stats(2.0)})
         first = table.etag
     with db.session() as s:
-        table = T.get_table(s, table.id)
-        assert T.compute_etag(s, table) == first  # content hash: same content, same tag
-        T.upsert_measurements(s, table, {KEY: stats(1.5, count=99)})
+        table = tables.get_table(s, table.id)
+        assert tables.compute_etag(s, table) == first  # content hash: same content, same tag
+        tables.upsert_measurements(s, table, {KEY: stats(1.5, count=99)})
         second = table.etag
     assert len({empty_etag, first, second}) == 3
     with db.session(write=False) as s:
         rows = s.scalars(select(Measurement).where(Measurement.key == KEY)).all()
         assert len(rows) == 1 and rows[0].median_ms == 1.5 and rows[0].count == 99
-        assert T.entries(s, table.id)[KEY2].median_ms == 2.0
-        assert T.summary(s, T.get_table(s, table.id)).entries == 2
+        assert tables.entries(s, table.id)[KEY2].median_ms == 2.0
+        assert tables.summary(s, tables.get_table(s, table.id)).entries == 2
 
 
 def test_lookup_lists_missing_keys_and_prices_zero_ops_at_nothing(db: Database, device_id: int):
     zero = "zero-input:8x8x16-output:8x8x16"
     with db.session() as s:
-        table = T.get_or_create_by_name(s, "test-device", "onnxruntime", 1, 1)
-        T.upsert_measurements(s, table, {KEY: stats(1.0)})
+        table = tables.get_or_create_by_name(s, "test-device", "onnxruntime", 1, 1)
+        tables.upsert_measurements(s, table, {KEY: stats(1.0)})
         index = LookupIndex()
         out = LookupResponse.model_validate_json(lookup_body(s, index, table.id, [KEY, KEY2, zero, KEY2]))
     assert set(out.found) == {KEY, zero} and out.found[zero].median_ms == 0
     assert out.found[KEY] == stats(1.0) and out.missing == [KEY2]
     # a write changes the ETag, and the next lookup sees it (the index of the old ETag is not served)
     with db.session() as s:
-        T.upsert_measurements(s, T.get_table(s, table.id), {KEY2: stats(2.0)})
+        tables.upsert_measurements(s, tables.get_table(s, table.id), {KEY2: stats(2.0)})
     with db.session(write=False) as s:
         out = LookupResponse.model_validate_json(lookup_body(s, index, table.id, [KEY, KEY2]))
     assert out.found[KEY2].median_ms == 2.0 and out.missing == []
@@ -110,12 +109,12 @@ def test_lookup_lists_missing_keys_and_prices_zero_ops_at_nothing(db: Database, 
 
 def test_the_pulled_json_body_is_the_table_out_model(db: Database, device_id: int):
     with db.session() as s:
-        table = T.get_or_create_by_name(s, "test-device", "onnxruntime", 1, 1)
-        T.upsert_measurements(s, table, {KEY2: stats(2.5), KEY: stats(1.0 / 3)})
+        table = tables.get_or_create_by_name(s, "test-device", "onnxruntime", 1, 1)
+        tables.upsert_measurements(s, table, {KEY2: stats(2.5), KEY: stats(1.0 / 3)})
     with db.session(write=False) as s:
-        table = T.get_table(s, table.id)
+        table = tables.get_table(s, table.id)
         body = json_body(s, table, LookupIndex())
-        assert json.loads(body) == json.loads(T.table_out(s, table).model_dump_json())
+        assert json.loads(body) == json.loads(tables.table_out(s, table).model_dump_json())
         assert list(json.loads(body)["entries"]) == sorted([KEY, KEY2])
 
 
@@ -127,7 +126,7 @@ def test_claim_takes_the_oldest_queued_job_of_this_device_only(db: Database, dev
     claimed = []
     for _ in range(4):
         with db.session() as s:
-            job = Q.claim_next_job(s, device_id, "w1")
+            job = queue.claim_next_job(s, device_id, "w1")
             claimed.append(job and (job.id, job.status, job.attempts, job.claimed_by))
     assert claimed[:3] == [(j, "running", 1, "w1") for j in mine]
     assert claimed[3] is None
@@ -141,7 +140,7 @@ def test_concurrent_claimers_never_share_a_job(db: Database, device_id: int):
     def claimer(name: str) -> None:
         while True:
             with db.session() as s:
-                job = Q.claim_next_job(s, device_id, name)
+                job = queue.claim_next_job(s, device_id, name)
                 if job is None:
                     return
                 with lock:
@@ -163,10 +162,10 @@ def test_skip_locked_gives_two_open_transactions_different_jobs(pg_database: Dat
     first, second = add_job(db, dev), add_job(db, dev)
     a, b = db.write(), db.write()
     try:
-        job_a = Q.claim_next_job(a, dev, "worker-a")  # row lock held: a has not committed
+        job_a = queue.claim_next_job(a, dev, "worker-a")  # row lock held: a has not committed
         # Without SKIP LOCKED, b would block on a's lock; the timeout turns a wait into a failure.
         b.execute(text("SET LOCAL lock_timeout = '3s'"))
-        job_b = Q.claim_next_job(b, dev, "worker-b")
+        job_b = queue.claim_next_job(b, dev, "worker-b")
         assert {job_a.id, job_b.id} == {first, second}
         a.commit()
         b.commit()
@@ -197,7 +196,7 @@ def test_recovery_requeues_orphans_and_fails_jobs_that_keep_killing_workers(db: 
     remote_stale = add_job(db, device_id, status="running", claimed_by="elsewhere:1:y", attempts=1,
                            heartbeat_at=now - timedelta(hours=1))
     with db.session() as s:
-        out = {r.job_id: r.action for r in Q.recover_orphans(s, device_id, live_workers={"live-worker"},
+        out = {r.job_id: r.action for r in queue.recover_orphans(s, device_id, live_workers={"live-worker"},
                                                             stale_after_s=600, max_attempts=3)}
     assert out == {orphan: "requeued", crashy: "failed", remote_stale: "requeued"}
     with db.session(write=False) as s:
@@ -210,12 +209,12 @@ def test_recovery_requeues_orphans_and_fails_jobs_that_keep_killing_workers(db: 
 def test_a_cancel_is_never_overwritten_by_the_worker_finishing(db: Database, device_id: int):
     job_id = add_job(db, device_id)
     with db.session() as s:
-        assert Q.claim_next_job(s, device_id, "w").id == job_id
+        assert queue.claim_next_job(s, device_id, "w").id == job_id
     with db.session() as s:
         assert cancel_job(s, job_id).status == "cancelled"
     with db.session() as s:
-        assert Q.finish(s, job_id, "done") is False
-        assert Q.heartbeat(s, job_id, "w") is False  # the worker reads: stop
+        assert queue.finish(s, job_id, "done") is False
+        assert queue.heartbeat(s, job_id, "w") is False  # the worker reads: stop
     with db.session(write=False) as s:
         assert s.get(Job, job_id).status == "cancelled"
 
@@ -223,24 +222,42 @@ def test_a_cancel_is_never_overwritten_by_the_worker_finishing(db: Database, dev
 def test_a_worker_that_lost_its_job_cannot_touch_it(db: Database, device_id: int):
     job_id = add_job(db, device_id)
     with db.session() as s:
-        Q.claim_next_job(s, device_id, "old")
-        Q.requeue(s, job_id, count_attempt=True)  # recovery thought "old" was dead
-        Q.claim_next_job(s, device_id, "new")
+        queue.claim_next_job(s, device_id, "old")
+        queue.requeue(s, job_id, count_attempt=True)  # recovery thought "old" was dead
+        queue.claim_next_job(s, device_id, "new")
     with db.session() as s:
-        assert Q.heartbeat(s, job_id, "old") is False and Q.heartbeat(s, job_id, "new") is True
-        assert Q.finish(s, job_id, "failed", "late", worker_id="old") is False
-        assert Q.requeue(s, job_id, worker_id="old") is False
+        assert queue.heartbeat(s, job_id, "old") is False and queue.heartbeat(s, job_id, "new") is True
+        assert queue.finish(s, job_id, "failed", "late", worker_id="old") is False
+        assert queue.requeue(s, job_id, worker_id="old") is False
         job = s.get(Job, job_id)
         assert (job.status, job.claimed_by, job.attempts) == ("running", "new", 2)
+
+
+def test_a_job_cut_short_by_an_outage_is_queued_again_with_the_reason_until_its_attempts_run_out(
+        db: Database, device_id: int):
+    job_id = add_job(db, device_id)
+    reason = "database unavailable (connection refused)"
+    for attempt in (1, 2):
+        with db.session() as s:
+            assert queue.claim_next_job(s, device_id, "w").attempts == attempt
+            assert queue.retry(s, job_id, reason, max_attempts=2, worker_id="other") is None  # not its job
+            assert queue.retry(s, job_id, reason, max_attempts=2, worker_id="w") == ("queued" if attempt == 1
+                                                                               else "failed")
+        with db.session(write=False) as s:
+            job = s.get(Job, job_id)
+        if attempt == 1:  # back in the queue, the attempt counted, saying why until it is claimed again
+            assert (job.status, job.attempts, job.claimed_by, job.error) == (
+                "queued", 1, None, f"{reason}; queued again")
+    assert (job.status, job.error) == ("failed", f"{reason} (attempt 2 of 2); not retrying")
 
 
 def test_resume_knows_what_this_job_already_stored(db: Database, device_id: int):
     job_id = add_job(db, device_id)
     with db.session() as s:
         table = s.scalar(select(Table))
-        T.upsert_measurements(s, table, {KEY: stats(1.0)}, job_id=job_id)
-        T.upsert_measurements(s, table, {KEY2: stats(2.0)}, job_id=None)  # someone else's
-        assert T.keys_stored_by_job(s, job_id) == {KEY}
+        tables.upsert_measurements(s, table, {KEY: stats(1.0)}, job_id=job_id)
+        tables.upsert_measurements(s, table, {KEY2: stats(2.0)}, job_id=None)  # someone else's
+        assert tables.keys_stored_by_job(s, job_id) == {KEY}
         assert s.scalar(select(func.count()).select_from(Measurement)) == 2
 
 

@@ -7,8 +7,7 @@ from profiler_helpers import SMALL_KEYS
 from sqlalchemy import select
 
 from profiler_service.db import Database, Job, Measurement
-from profiler_service.services import queue as Q
-from profiler_service.services import tables as T
+from profiler_service.services import queue, tables
 from profiler_service.settings import Settings
 from profiler_service.worker import Worker
 from shared.schemas import OpStats
@@ -23,7 +22,7 @@ def fast_settings(tmp_path) -> Settings:
 
 def make_job(db: Database, device_id: int, keys: list[str], backend: str = "onnxruntime") -> str:
     with db.session() as s:
-        table = T.get_or_create_by_name(s, "test-device", backend, 1, 1)
+        table = tables.get_or_create_by_name(s, "test-device", backend, 1, 1)
         job = Job(kind="profile", device_id=device_id, table_id=table.id, total=len(keys),
                   params={"keys": keys, "backend": backend, "threads": 1, "batch": 1})
         s.add(job)
@@ -36,9 +35,10 @@ def test_a_resumed_job_measures_only_what_it_had_not_stored(db: Database, device
     job_id = make_job(db, device_id, keys)
     worker = Worker(db, fast_settings(tmp_path), device_id)
     with db.session() as s:
-        assert Q.claim_next_job(s, device_id, worker.id).id == job_id
+        assert queue.claim_next_job(s, device_id, worker.id).id == job_id
         # What a previous run of this job stored before its worker died.
-        T.upsert_measurements(s, T.get_table(s, s.get(Job, job_id).table_id), {keys[0]: SENTINEL}, job_id=job_id)
+        table = tables.get_table(s, s.get(Job, job_id).table_id)
+        tables.upsert_measurements(s, table, {keys[0]: SENTINEL}, job_id=job_id)
     seen: list[tuple[int, int]] = []
     assert worker.run_job(job_id, progress=lambda d, t: seen.append((d, t))) == "done"
     assert seen[0] == (1, 3) and seen[-1] == (3, 3)
@@ -55,7 +55,7 @@ def test_an_engine_failure_is_recorded_on_the_job(db: Database, device_id: int, 
     job_id = make_job(db, device_id, SMALL_KEYS[:1], backend="no-such-backend")
     worker = Worker(db, fast_settings(tmp_path), device_id)
     with db.session() as s:
-        Q.claim_next_job(s, device_id, worker.id)
+        queue.claim_next_job(s, device_id, worker.id)
     assert worker.run_job(job_id) == "failed"
     with db.session(write=False) as s:
         job = s.get(Job, job_id)
@@ -81,7 +81,7 @@ def test_a_space_is_timed_against_its_own_reference_and_that_reference_gets_its_
         assert params["reference"] == matched
     worker = Worker(db, fast_settings(tmp_path), device_id)
     with db.session() as s:
-        Q.claim_next_job(s, device_id, worker.id)
+        queue.claim_next_job(s, device_id, worker.id)
     assert worker.run_job(job_id) == "done"
     with db.session(write=False) as s:
         rows = list(s.query(Measurement).filter_by(job_id=job_id))
@@ -92,8 +92,8 @@ def test_a_space_is_timed_against_its_own_reference_and_that_reference_gets_its_
     assert {r.nominal_ms for r in rows} == {nominals[matched].nominal_ms}
 
     # the next job's child reads its slow-downs against that nominal
-    assert worker._protocol(params).quiet_ref_ms == nominals[matched].nominal_ms
-    assert worker._protocol({**params, "threads": 2}).quiet_ref_ms is None  # no nominal known there yet
+    assert worker.clock.protocol("onnxruntime", 1, matched).quiet_ref_ms == nominals[matched].nominal_ms
+    assert worker.clock.protocol("onnxruntime", 2, matched).quiet_ref_ms is None  # no nominal there yet
 
 
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
@@ -104,7 +104,7 @@ def test_a_job_naming_an_unknown_reference_fails_and_says_which(db: Database, de
         job.params = {**job.params, "reference": "resnet50@224/conv/warm3"}
     worker = Worker(db, fast_settings(tmp_path), device_id)
     with db.session() as s:
-        Q.claim_next_job(s, device_id, worker.id)
+        queue.claim_next_job(s, device_id, worker.id)
     assert worker.run_job(job_id) == "failed"
     with db.session(write=False) as s:
         assert "unknown drift reference 'resnet50@224/conv/warm3'" in s.get(Job, job_id).error
@@ -112,17 +112,17 @@ def test_a_job_naming_an_unknown_reference_fails_and_says_which(db: Database, de
 
 def _queue_network(db: Database, device_id: int, choices_index: int) -> str:
     from profiler_service.db import Device
-    from profiler_service.services import networks as N
+    from profiler_service.services import networks
     from shared.schemas import ArchIn, NetworkCreate
     from shared.spaces import get_space
 
     space = get_space("proxyless-cifar", 8, 0.25, 10)
     choices = [layer.candidates[choices_index % len(layer.candidates)] for layer in space.layers]
     with db.session() as s:
-        table = T.get_or_create_by_name(s, "test-device", "onnxruntime", 1, 1)
+        table = tables.get_or_create_by_name(s, "test-device", "onnxruntime", 1, 1)
         req = NetworkCreate(table_id=table.id, arch=ArchIn(space=space.name, resolution=8, width_mult=0.25,
                                                            choices=choices))
-        net = N.create_network_job(s, req, device=s.get_one(Device, device_id), limits=Settings().limits,
+        net = networks.create_network_job(s, req, device=s.get_one(Device, device_id), limits=Settings().limits,
                                    backends=["onnxruntime"])
         return net.job_id
 

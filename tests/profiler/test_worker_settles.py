@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from profiler_service.db import Database, Job
 from profiler_service.db.models import utcnow
-from profiler_service.services import queue as Q
+from profiler_service.services import queue
 from profiler_service.services.jobs import cancel_job
 from profiler_service.settings import Settings
 from profiler_service.worker import Worker
@@ -51,12 +51,12 @@ def test_a_result_after_a_cancel_is_not_counted(db: Database, device_id: int):
 
     job_id = add_job(db, device_id)
     with db.session() as s:
-        Q.claim_next_job(s, device_id, "w")
-        assert Q.add_progress(s, job_id, worker_id="w") is True
+        queue.claim_next_job(s, device_id, "w")
+        assert queue.add_progress(s, job_id, worker_id="w") is True
     with db.session() as s:
         cancel_job(s, job_id)
     with db.session() as s:
-        assert Q.add_progress(s, job_id, worker_id="w") is False
+        assert queue.add_progress(s, job_id, worker_id="w") is False
         assert s.get(Job, job_id).done == 1
 
 

@@ -12,7 +12,7 @@ import torch
 
 from search_client.data.datasets import DatasetSplits, load_dataset
 from search_client.engine.search import SearchConfig
-from shared import specs as S
+from shared import specs
 from shared.spaces import SearchSpace, get_space
 from shared.specs import OpSpec
 
@@ -21,12 +21,12 @@ RESOLUTION = 32
 
 def macs(s: OpSpec) -> int:
     """Multiply-adds of one op; a stand-in for a measured latency that orders ops sensibly."""
-    if s.type == S.MBCONV:
+    if s.type == specs.MBCONV:
         expand = 0 if s.expand == 1 else s.h * s.w * s.cin * s.mid
         return expand + s.out_h * s.out_w * s.mid * (s.kernel**2 + s.cout)
-    if s.type in (S.STEM, S.FEATURE_MIX):
+    if s.type in (specs.STEM, specs.FEATURE_MIX):
         return s.out_h * s.out_w * s.cin * s.cout * s.kernel**2
-    if s.type == S.LOGITS:
+    if s.type == specs.LOGITS:
         return s.cin * s.cout + s.h * s.w * s.cin
     return s.out_h * s.out_w * s.cin * (s.kernel**2 + s.cout)
 

@@ -5,29 +5,29 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from shared import specs as S
+from shared import specs
 from shared.ops import build_op, registered_types
 from shared.specs import OpSpec
 
 EXAMPLES = {
-    S.MBCONV: [OpSpec(S.MBCONV, 12, 12, 16, 16, kernel=5, stride=1, expand=6, idskip=True),
-               OpSpec(S.MBCONV, 13, 13, 16, 24, kernel=7, stride=2, expand=3),
-               OpSpec(S.MBCONV, 12, 12, 32, 16, kernel=3, stride=1, expand=1)],
-    S.STEM: [OpSpec(S.STEM, 17, 17, 3, 32, kernel=3, stride=2)],
-    S.FEATURE_MIX: [OpSpec(S.FEATURE_MIX, 4, 4, 32, 64, kernel=1)],
-    S.LOGITS: [OpSpec(S.LOGITS, 4, 4, 64, 10)],
-    S.SEP_CONV: [OpSpec(S.SEP_CONV, 12, 12, 16, 32, kernel=7, stride=2)],
-    S.DIL_CONV: [OpSpec(S.DIL_CONV, 12, 12, 16, 16, kernel=3, dilation=2)],
-    S.AVG_POOL: [OpSpec(S.AVG_POOL, 12, 12, 16, 16, kernel=3)],
-    S.MAX_POOL: [OpSpec(S.MAX_POOL, 12, 12, 16, 16, kernel=3, stride=2)],
-    S.IDENTITY: [OpSpec(S.IDENTITY, 12, 12, 16, 16)],
-    S.ZERO: [OpSpec(S.ZERO, 12, 12, 16, 16, stride=2)],
+    specs.MBCONV: [OpSpec(specs.MBCONV, 12, 12, 16, 16, kernel=5, stride=1, expand=6, idskip=True),
+               OpSpec(specs.MBCONV, 13, 13, 16, 24, kernel=7, stride=2, expand=3),
+               OpSpec(specs.MBCONV, 12, 12, 32, 16, kernel=3, stride=1, expand=1)],
+    specs.STEM: [OpSpec(specs.STEM, 17, 17, 3, 32, kernel=3, stride=2)],
+    specs.FEATURE_MIX: [OpSpec(specs.FEATURE_MIX, 4, 4, 32, 64, kernel=1)],
+    specs.LOGITS: [OpSpec(specs.LOGITS, 4, 4, 64, 10)],
+    specs.SEP_CONV: [OpSpec(specs.SEP_CONV, 12, 12, 16, 32, kernel=7, stride=2)],
+    specs.DIL_CONV: [OpSpec(specs.DIL_CONV, 12, 12, 16, 16, kernel=3, dilation=2)],
+    specs.AVG_POOL: [OpSpec(specs.AVG_POOL, 12, 12, 16, 16, kernel=3)],
+    specs.MAX_POOL: [OpSpec(specs.MAX_POOL, 12, 12, 16, 16, kernel=3, stride=2)],
+    specs.IDENTITY: [OpSpec(specs.IDENTITY, 12, 12, 16, 16)],
+    specs.ZERO: [OpSpec(specs.ZERO, 12, 12, 16, 16, stride=2)],
 }
 CASES = [spec for t in registered_types() for spec in EXAMPLES[t]]
 
 
 def test_every_type_has_examples():
-    assert set(registered_types()) == set(S.OP_TYPES) == set(EXAMPLES)
+    assert set(registered_types()) == set(specs.OP_TYPES) == set(EXAMPLES)
 
 
 @pytest.mark.parametrize("spec", CASES, ids=lambda s: s.key)
@@ -36,7 +36,7 @@ def test_forward_shape_matches_key(spec):
     assert tuple(y.shape) == spec.output_shape(2)
 
 
-@pytest.mark.parametrize("spec", [s for s in CASES if s.type != S.ZERO], ids=lambda s: s.key)
+@pytest.mark.parametrize("spec", [s for s in CASES if s.type != specs.ZERO], ids=lambda s: s.key)
 def test_onnx_export_matches_torch(spec, tmp_path):
     module = build_op(spec).eval()
     x = torch.randn(*spec.input_shape(1))

@@ -1,6 +1,6 @@
 import pytest
 
-from shared import specs as S
+from shared import specs
 from shared.spaces import get_space
 from shared.specs import Limits, OpSpec, SpecError, parse_key
 
@@ -22,7 +22,7 @@ def test_published_keys_round_trip(key):
 def test_parsed_fields():
     spec = parse_key(PUBLISHED[0])
     assert (spec.type, spec.h, spec.cin, spec.cout, spec.expand, spec.kernel, spec.stride, spec.idskip) == (
-        S.MBCONV, 112, 16, 24, 3, 5, 2, False)
+        specs.MBCONV, 112, 16, 24, 3, 5, 2, False)
     assert (spec.out_h, spec.out_w) == (56, 56)
     assert parse_key("Conv-input:224x224x3-output:112x112x32").stride == 2
 
@@ -35,7 +35,7 @@ def test_space_keys_round_trip(space, res):
 
 
 def test_output_size_rule_odd_input():
-    spec = OpSpec(S.MBCONV, 15, 15, 16, 24, kernel=3, stride=2, expand=3)
+    spec = OpSpec(specs.MBCONV, 15, 15, 16, 24, kernel=3, stride=2, expand=3)
     assert spec.out_h == 8 and "output:8x8x24" in spec.key
 
 
@@ -64,7 +64,7 @@ def test_memory_cap():
         parse_key(key)
     assert e.value.field in ("memory", "expand")
     with pytest.raises(SpecError) as e:
-        S.validate(parse_key("Conv-input:224x224x3-output:112x112x32"), Limits(max_activation_mb=1.0))
+        specs.validate(parse_key("Conv-input:224x224x3-output:112x112x32"), Limits(max_activation_mb=1.0))
     assert e.value.field == "memory"
 
 

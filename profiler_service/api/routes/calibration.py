@@ -3,10 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Response, status
 
 from profiler_service.api.deps import ApiKey, RuntimeDep, SessionDep, SettingsDep
-from profiler_service.services import calibration as C
-from profiler_service.services import calibration_jobs as CJ
-from profiler_service.services import jobs as J
-from profiler_service.services import tables as T
+from profiler_service.services import calibration, calibration_jobs, jobs, tables
 from profiler_service.services.devices import get_device
 from shared.schemas import CalibrationCreate
 
@@ -25,19 +22,19 @@ def fit_calibration(table_id: str, req: CalibrationCreate, session: SessionDep, 
     Served with the table (``calibration``) and used by the client's LatencyModel; networks not named
     here stay unseen by it, so they can validate it.
     """
-    table = T.get_table(session, table_id)
+    table = tables.get_table(session, table_id)
     if req.samples is None:
-        return C.fit_table_calibration(session, table, req.network_ids)
+        return calibration.fit_table_calibration(session, table, req.network_ids)
     device = get_device(session, runtime.device_name)
-    job = CJ.create_calibration_job(session, table, req, device=device, limits=settings.limits,
+    job = calibration_jobs.create_calibration_job(session, table, req, device=device, limits=settings.limits,
                                     backends=runtime.backends)
     response.status_code = status.HTTP_202_ACCEPTED
-    return J.job_out(job).model_dump(mode="json")
+    return jobs.job_out(job).model_dump(mode="json")
 
 
 @router.get("/{table_id}/calibration")
 def get_calibration(table_id: str, session: SessionDep) -> dict:
-    table = T.get_table(session, table_id)
+    table = tables.get_table(session, table_id)
     if not table.calibration:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"table {table_id} has no calibration yet")
     return table.calibration
@@ -45,5 +42,5 @@ def get_calibration(table_id: str, session: SessionDep) -> dict:
 
 @router.delete("/{table_id}/calibration", dependencies=[ApiKey])
 def delete_calibration(table_id: str, session: SessionDep) -> dict:
-    C.clear_calibration(session, T.get_table(session, table_id))
+    calibration.clear_calibration(session, tables.get_table(session, table_id))
     return {"id": table_id, "calibration": None}

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from profiler_service.api.deps import RuntimeDep, SessionDep
-from profiler_service.services import clock
+from profiler_service.clock import history
 from profiler_service.services.devices import get_device
 from shared.schemas import ClockOut, DeviceOut
 
@@ -22,9 +22,9 @@ def device(session: SessionDep, runtime: RuntimeDep) -> DeviceOut:
 
 @router.get("/device/clocks")
 def clocks(session: SessionDep, runtime: RuntimeDep,
-           bursts: Annotated[int, Query(ge=0, le=clock.KEEP, description="bursts per configuration")] = 20,
+           bursts: Annotated[int, Query(ge=0, le=history.KEEP, description="bursts per configuration")] = 20,
            ) -> list[ClockOut]:
     """Each configuration's nominal (the reference's quiet speed its figures are scaled to, and its version)
     with the bursts behind it, newest first, and how far the last hour's unshared bursts lay apart: the
     device's own floor under two latencies read minutes apart."""
-    return clock.clocks(session, runtime.device_id, bursts)
+    return history.clocks(session, runtime.device_id, bursts)

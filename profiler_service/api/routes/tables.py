@@ -7,8 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from profiler_service.api.deps import ApiKey, RawBody, RuntimeDep, SessionDep
 from profiler_service.services import lookup as lookup_service
-from profiler_service.services import tables as T
-from profiler_service.services import yaml_io
+from profiler_service.services import tables, yaml_io
 from profiler_service.services.table_body import read_table_body
 from shared.schemas import ImportResponse, LookupRequest, LookupResponse, TableOut, TableSummary
 
@@ -32,7 +31,7 @@ def _accepts_gzip(accept_encoding: str | None) -> bool:
 @router.get("")
 def list_tables(session: SessionDep) -> list[TableSummary]:
     """Every table: device, backend, threads, batch, dtype, entry count, last update, ETag."""
-    return T.list_tables(session)
+    return tables.list_tables(session)
 
 
 @router.get("/{table_id}", response_model=TableOut,

@@ -1,14 +1,15 @@
-"""Scale a measurement to the device's nominal speed with the drift reference timed alongside it.
+"""The nominal: a configuration's stored quiet speed, and every figure scaled to it with the drift reference
+timed alongside.
 
 A result carries ``ref_ms``, the reference network's median while it was being timed, and is stored as
 ``stats * nominal_ms / ref_ms``: what it takes on this device when nothing else runs, since ``nominal_ms``
 is the reference's quiet latency, estimated by each worker from a burst of the reference alone before its
-first job on a configuration and reference (``measure/nominal.py``). Each job is timed against the reference
+first job on a configuration and reference (``clock/burst.py``). Each job is timed against the reference
 matched to its space and resolution (``measure/reference.py``); every nominal, and every figure, names its
 reference, so a new nominal rescales only the figures timed against it. The store follows the device: an
 estimate quieter than the nominal (by more than ``TOLERANCE``) makes a new version, and so does a slower one
-when no other process shared the burst (the worker pools its recent bursts, ``measure/nominal.py
-RecentBursts``, so a swing of seconds moves nothing). A VM's host wanders: session 10's ran 10% slower
+when no other process shared the burst (the worker pools its recent bursts, ``clock/burst.py
+RecentBursts``, so a swing of seconds moves nothing). A virtual machine's host wanders: one ran 10% slower
 within an hour, and a nominal kept from the fast minutes served every network 3-8% under what the device
 then gave. Every figure of that configuration and reference is rescaled to the new version (and a fitted
 calibration on whichever side it was timed against it, ``services/calibration.py``), so tables and
@@ -17,8 +18,8 @@ change with them. A slower burst that another process shared changes nothing: th
 only shared. Each stored figure names its ``nominal_ms``; the raw figure stays recoverable
 (``median_ms * ref_ms / nominal_ms``).
 
-Where no burst has run yet (a nominal needed before any), the first result's reference fixes the nominal as
-before (``source='first-observation'``); the first burst replaces it.
+Where no burst has run yet (a nominal needed before any), the first result's reference fixes the nominal
+(``source='first-observation'``); the first burst replaces it.
 """
 
 from __future__ import annotations
@@ -27,11 +28,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from profiler_service.clock.tenants import unshared
 from profiler_service.db.models import DriftReference, Measurement, Network, Table, utcnow
 from profiler_service.measure.reference import NAME as REFERENCE
-from profiler_service.measure.tenants import unshared
-from profiler_service.services import calibration as C
-from profiler_service.services import tables as T
+from profiler_service.services import calibration, tables
 from shared.schemas import OpStats
 
 SCALED = ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms")
@@ -75,7 +75,7 @@ def nominal_ms(session: Session, device_id: int, backend: str, threads: int, obs
 def record_quiet(session: Session, device_id: int, backend: str, threads: int, estimate_ms: float,
                  reference: str = REFERENCE, others_cores: float | None = None) -> DriftReference:
     """Take a burst's quiet-speed estimate: the first, or a quieter one, becomes the nominal (rescaling); so
-    does a slower one from a burst no other process shared (``measure/tenants.py unshared``),
+    does a slower one from a burst no other process shared (``clock/tenants.py unshared``),
     since then the device itself runs slower now."""
     row = current(session, device_id, backend, threads, reference)
     if row is None:
@@ -98,9 +98,9 @@ def _rescale(session: Session, device_id: int, backend: str, threads: int, refer
     """Every figure of the configuration timed against ``reference`` scaled from its nominal (``old`` where
     unrecorded) to ``new``. Figures timed against another reference keep theirs, and so do imported ones
     (no reference recorded): they are on the clock of the device that exported them."""
-    tables = list(session.scalars(select(Table).where(Table.device_id == device_id, Table.backend == backend,
-                                                      Table.threads == threads)))
-    ids = [t.id for t in tables]
+    rows = list(session.scalars(select(Table).where(Table.device_id == device_id, Table.backend == backend,
+                                                    Table.threads == threads)))
+    ids = [t.id for t in rows]
     if not ids:
         return
     for model in (Measurement, Network):
@@ -111,10 +111,10 @@ def _rescale(session: Session, device_id: int, backend: str, threads: int, refer
                                             model.reference == reference)
                         .values(**values).execution_options(synchronize_session=False))
     session.expire_all()
-    for table in tables:
-        table = session.get(Table, table.id)
-        C.rescale_calibration(table, reference, new / old)
-        T.touch(session, table)
+    for row in rows:
+        table = session.get(Table, row.id)
+        calibration.rescale_calibration(table, reference, new / old)
+        tables.touch(session, table)
 
 
 def to_nominal(stats: OpStats, nominal: float) -> OpStats:

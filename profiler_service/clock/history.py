@@ -1,12 +1,11 @@
 """The device's clock, audited: every burst of a drift reference alone is kept with the nominal it left.
 
 Served milliseconds are scaled to a nominal, the reference's quiet speed from the worker's recent bursts
-(``services/drift.py``). Where the device's own quiet speed moves, so does the nominal, and two figures
-read minutes apart differ by what the device did meanwhile, however well each was measured. Session 15's
-host (a 2-core Firecracker VM on an Intel Xeon): fresh benchmark processes' 20 s bursts of the 160 px
-reference op read 0.065-0.084 ms within ten minutes, levels that held for a minute or more, with or
-without address-space randomisation; the same ten ONNX networks timed directly twice, 101 s apart,
-disagreed by 6.6% on average. The history makes that floor visible beside the figures
+(``clock/drift.py``). Where the device's own quiet speed moves, so does the nominal, and two figures read
+minutes apart differ by what the device did meanwhile, however well each was measured. On a small virtual
+machine, fresh benchmark processes' 20 s bursts of one reference op have read 0.065-0.084 ms within ten
+minutes, levels that held for a minute or more, and the same ten networks timed directly twice, 101 s
+apart, disagreed by 6.6% on average. The history makes that floor visible beside the figures
 (``GET /v1/device/clocks``): each burst, the nominal and version after it, and how far the last hour's
 unshared bursts lay apart.
 """
@@ -19,8 +18,8 @@ import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from profiler_service.clock.tenants import unshared
 from profiler_service.db.models import DriftReference, NominalBurst, utcnow
-from profiler_service.measure.tenants import unshared
 from shared.schemas import ClockOut, NominalBurstOut
 
 KEEP = 500  # bursts kept per configuration: at one per 5-minute refresh, about 40 hours of a busy worker

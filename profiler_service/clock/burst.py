@@ -1,24 +1,24 @@
-"""The device's nominal speed: the drift reference timed in a burst, interleaved as in a measurement, read
-at the median of its blocks when nothing else ran, at their lower quartile when something did.
+"""A burst: the drift reference timed alone, interleaved as in a measurement, read at the median of its
+blocks when nothing else ran, at their lower quartile when something did.
 
-Results are stored as ``stats * nominal_ms / ref_ms`` (``services/drift.py``). For the figures a table
+Results are stored as ``stats * nominal_ms / ref_ms`` (``clock/drift.py``). For the figures a table
 serves to be the device's real speed, ``nominal_ms`` must be the reference's latency when nothing else
 runs: not its first observation, which on a shared machine may fall in a slow stretch (one table served
 54.9 ms for a network that ran at 43.0 ms). So each worker, before its first job on a configuration and
 reference, times the reference in a dedicated burst of short blocks and reads the speed from the block
 medians (below): a block's median, not a single run, is a speed without the luck of one fast run.
 
-How long and which quantile: a VM's host wanders by itself. On the session-8 EPYC host, with nothing
-else running in the VM, the reference's speed moved ~4% over tens of seconds; eight ~11 s bursts gave
-whole-burst medians of 3.49-3.76 ms and fastest blocks of 3.31-3.65 ms. The fastest block of a 5 s burst
-was therefore both early (2-5% under the speed a network shows over a minute, so every served figure was
-~5% fast) and unrepeatable (two fresh services 7% apart). The burst now lasts at least
-``protocol.nominal_s`` (20 s by default: longer than the wander's period). Where no other process shared
-it, its blocks' median is the device's speed, wander included, as a network measured or timed directly
-then sees it; where one did, the lower quartile of its block medians, which a quarter of the burst in quiet
-blocks still reaches when the rest is busy (``quiet_speed``). The store takes a quieter estimate at once,
-and a slower one only from a burst that no other process shared (``BurstStats.others_cores``,
-``services/drift.py``): then the device itself runs slower now.
+How long and which quantile: a virtual machine's host wanders by itself. With nothing else running, the
+reference's speed has been seen to move ~4% over tens of seconds: eight ~11 s bursts gave whole-burst
+medians of 3.49-3.76 ms and fastest blocks of 3.31-3.65 ms. The fastest block of a 5 s burst was therefore
+both early (2-5% under the speed a network shows over a minute, so every served figure was ~5% fast) and
+unrepeatable (two fresh services 7% apart). The burst lasts at least ``protocol.nominal_s`` (20 s by
+default: longer than the wander's period). Where no other process shared it, its blocks' median is the
+device's speed, wander included, as a network measured or timed directly then sees it; where one did, the
+lower quartile of its block medians, which a quarter of the burst in quiet blocks still reaches when the
+rest is busy (``quiet_speed``). The store takes a quieter estimate at once, and a slower one only from a
+burst that no other process shared (``BurstStats.others_cores``, ``clock/drift.py``): then the device
+itself runs slower now.
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from profiler_service.clock.tenants import OthersWatch, unshared
 from profiler_service.measure.protocol import Protocol
-from profiler_service.measure.tenants import OthersWatch, unshared
 from shared.schemas import OpStats
 
-LABEL = "__nominal__"  # the burst's result label in the child's stream (never an op key)
 BLOCK_RUNS = 15
 BLOCKS = 12  # at least, however short nominal_s
 WARMUP_RUNS = 10
@@ -50,16 +49,17 @@ class RecentBursts:
     """The quiet speed over the bursts of the last ``window_s``, pooled over their blocks: the median of the
     blocks of the bursts no other process shared, else the lower quartile of all.
 
-    One burst is 20 s of a host that may swing: on session 11's VM, with nothing else running, 2 s
-    stretches of the reference ran 5.0-6.6 ms and successive 2 s bursts read 0.48-0.67 ms at 32 px. A
-    nominal set from the latest burst alone would follow every swing, rescaling every table back and
-    forth; pooled over a few bursts it moves when the device has been slower for minutes, not seconds.
+    One burst is 20 s of a host that may swing: with nothing else running, 2 s stretches of the reference
+    have run 5.0-6.6 ms, and successive 2 s bursts read 0.48-0.67 ms at 32 px. A nominal set from the
+    latest burst alone would follow every swing, rescaling every table back and forth; pooled over a few
+    bursts it moves when the device has been slower for minutes, not seconds.
 
     Which statistic: with nothing else running the spread of the blocks is the device's own (the host's
     wander), and a network measured then, or timed directly, sees all of it: its median is the device's
-    speed, and the lower quartile sits ~2% under it (session 12: the blocks' median 1.8-2.4% over their
-    lower quartile; every served network 3-8% under its direct median). Only where other processes shared
-    a burst are its slow blocks theirs, and the lower quartile keeps to the quiet stretches.
+    speed, and the lower quartile sits ~2% under it (the blocks' median was seen 1.8-2.4% over their lower
+    quartile, and every network served from the quartile 3-8% under its direct median). Only where other
+    processes shared a burst are its slow blocks theirs, and the lower quartile keeps to the quiet
+    stretches.
     """
 
     def __init__(self, window_s: float):

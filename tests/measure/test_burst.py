@@ -2,7 +2,7 @@
 
 import pytest
 
-from profiler_service.measure.nominal import BLOCK_RUNS, BLOCKS, WARMUP_RUNS, burst, quiet_ms
+from profiler_service.clock.burst import BLOCK_RUNS, BLOCKS, WARMUP_RUNS, burst, quiet_ms
 from profiler_service.measure.protocol import Protocol
 
 
@@ -61,14 +61,14 @@ def test_without_filler_the_burst_is_back_to_back():
 
 
 def _burst(*blocks: float, others: float | None = None):
-    from profiler_service.measure.nominal import BurstStats
+    from profiler_service.clock.burst import BurstStats
 
     return BurstStats(median_ms=min(blocks), mean_ms=1, std_ms=0, p10_ms=1, p90_ms=1, count=1, blocks_ms=list(blocks),
                       others_cores=others)
 
 
 def test_recent_bursts_pool_their_blocks_so_a_swing_of_one_burst_does_not_move_the_estimate():
-    from profiler_service.measure.nominal import RecentBursts
+    from profiler_service.clock.burst import RecentBursts
 
     recent = RecentBursts(window_s=900)
     assert recent.add(0, _burst(*[5.0] * 12)) == 5.0
@@ -90,7 +90,7 @@ def test_the_burst_hands_on_its_block_medians():
 
 
 def test_recent_bursts_read_the_median_where_the_device_was_alone_and_the_lower_quartile_where_shared():
-    from profiler_service.measure.nominal import RecentBursts
+    from profiler_service.clock.burst import RecentBursts
 
     wander = [3.0, 3.1, 3.2, 3.3, 3.4, 3.5, 3.6, 3.7]  # the host's own spread: the device's speed is its middle
     alone = RecentBursts(window_s=900)
@@ -102,7 +102,7 @@ def test_recent_bursts_read_the_median_where_the_device_was_alone_and_the_lower_
 
 
 def test_a_burst_reads_the_median_of_its_blocks_when_nothing_else_ran(monkeypatch):
-    from profiler_service.measure import nominal
+    from profiler_service.clock.tenants import OthersWatch
 
     state = {"t": 0.0, "n": 0}
 
@@ -110,9 +110,9 @@ def test_a_burst_reads_the_median_of_its_blocks_when_nothing_else_ran(monkeypatc
         state["n"] += 1
         state["t"] += (0.003, 0.004, 0.005)[(state["n"] // (2 * BLOCK_RUNS)) % 3]
 
-    monkeypatch.setattr(nominal.OthersWatch, "cores", lambda self: 0.0)
+    monkeypatch.setattr(OthersWatch, "cores", lambda self: 0.0)
     alone = burst(ref, lambda: state["t"], Protocol(nominal_s=1.0))
-    monkeypatch.setattr(nominal.OthersWatch, "cores", lambda self: 1.5)
+    monkeypatch.setattr(OthersWatch, "cores", lambda self: 1.5)
     shared = burst(ref, lambda: state["t"], Protocol(nominal_s=1.0))
     assert alone.median_ms == pytest.approx(4.0)  # the device's speed, its wander included
     assert shared.median_ms == pytest.approx(3.0)  # the quiet stretches: the slow ones may be another process's
