@@ -15,6 +15,7 @@ from profiler_service.api import errors
 from profiler_service.api.deps import Runtime
 from profiler_service.api.limits import BodyCaps, BodyDeadline, Lanes, RequestGuard
 from profiler_service.api.routes import api_router
+from profiler_service.api.slashes import RelativeSlashRedirect
 from profiler_service.db.engine import Database
 from profiler_service.db.migrate import init_db
 from profiler_service.metrics import Metrics
@@ -77,7 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Latency profiler service", version="1.0",
                   description="Per-device latency lookup tables for ProxylessNAS search (DESIGN.md).",
-                  lifespan=lifespan)
+                  lifespan=lifespan, redirect_slashes=False)
+    app.router.default = RelativeSlashRedirect(app.router)
     app.state.settings = settings
     errors.install(app)
     app.include_router(api_router, responses=errors.ERROR_RESPONSES)
