@@ -40,6 +40,7 @@ from search_client.remote.answers import (
     parse,
     too_late,
 )
+from shared.files import WriteFailed, write_text_atomic
 from shared.schemas import (
     ArchIn,
     ClockOut,
@@ -269,10 +270,11 @@ class ProfilerClient:
 
     def _store(self, table_id: str, body: dict, etag: str | None) -> None:
         path = self._cache_path(table_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"etag": etag, "fetched_at": time.time(), "table": body}))
-        os.replace(tmp, path)  # atomic: a concurrent reader (another DDP rank) never sees half a file
+        blob = json.dumps({"etag": etag, "fetched_at": time.time(), "table": body})
+        try:  # atomic: a concurrent reader (another DDP rank) never sees half a file
+            write_text_atomic(path, blob)
+        except WriteFailed as e:  # the table in hand is good; only working offline later is lost
+            log.warning("table %s not cached: %s", table_id, e)
 
     def get_table(self, table_id: str) -> TableOut:
         """The whole table; revalidated by ETag against the cache; the cache when the service is down."""

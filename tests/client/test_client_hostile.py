@@ -170,3 +170,25 @@ def test_the_cli_refuses_a_nan_table_with_one_line(hostile, tmp_path):
     proc = _cli("predict", str(arch), "--profiler", hostile.url, "--table", "t")
     assert proc.returncode == 2 and f"entry {KEY!r} median_ms is NaN" in proc.stderr, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+CACHE_FULL = """
+import logging, resource, signal, sys
+from search_client.remote.profiler_client import ProfilerClient
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))  # a disk that has just filled up
+table = ProfilerClient(sys.argv[1], cache_dir=sys.argv[2], deadline_s=10).get_table("t")
+print(len(table.entries))
+"""
+
+
+def test_a_cache_write_that_fails_is_named_and_the_table_still_served(hostile, tmp_path):
+    hostile.mode = "body"
+    keys = [f"sep_conv-input:8x8x{c}-output:8x8x{c}-kernel:3-stride:1" for c in range(8, 48)]
+    hostile.body = _table(**{k: _entry(1.0) for k in keys})
+    proc = subprocess.run([sys.executable, "-c", CACHE_FULL, hostile.url, str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == str(len(keys)), proc.stderr[-2000:]
+    assert "table t not cached: could not write " in proc.stderr and "File too large" in proc.stderr, proc.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no half-written cache file
