@@ -25,6 +25,7 @@ from profiler_service.measure.context import OUTPUT, InNetwork, ProfileGap, op_k
 from profiler_service.measure.protocol import Protocol, Settler, summarize, time_callable
 from profiler_service.measure.reference import FILLER_RESOLUTION, filler_module, reference_module
 from profiler_service.measure.reference import NAME as DEFAULT_REFERENCE
+from shared.files import write_failure
 from shared.ops import build_op
 from shared.schemas import OpStats
 from shared.specs import OpSpec
@@ -87,11 +88,15 @@ def export_onnx(module: nn.Module, input_shape: tuple[int, ...], path: Path, out
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     x = torch.randn(*input_shape)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), (x,), str(tmp), input_names=["x"], output_names=[output_name],
-                          opset_version=OPSET, dynamo=False)
-    tmp.replace(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.eval(), (x,), str(tmp), input_names=["x"], output_names=[output_name],
+                              opset_version=OPSET, dynamo=False)
+        tmp.replace(path)
+    except OSError as e:  # a full cache disk: named, and no half-written model left behind
+        tmp.unlink(missing_ok=True)
+        raise write_failure(path, e) from None
     return path
 
 
