@@ -3,16 +3,17 @@
 A service that misbehaves (or something that only pretends to be one) must not be able to hold a search
 without end or fill its memory: a response that declared ``Content-Length: 2000000000`` grew the client
 to 7.7 GB, an endless chunked stream to 13 GB, and one byte per second kept it waiting for ever (a
-timeout per read, not per answer). So every answer is streamed and counted, decoded bytes included (a
-gzip bomb counts at its unpacked size), against ``max_bytes``; every request has one deadline for the
-whole answer; a redirect is never followed, since a table must come from the service that was named.
-Every failure here is one line that says what happened.
+timeout per read, not per answer). So every answer is streamed and counted against ``max_bytes`` as it
+unpacks (gzip is unpacked here, a piece at a time, so a gzip bomb stops at the cap too); every request
+has one deadline for the whole answer; a redirect is never followed, since a table must come from the
+service that was named. Every failure here is one line that says what happened.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -104,14 +105,29 @@ def fetch(http: httpx.Client, method: str, path: str, *, base_url: str, deadline
         declared = resp.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_bytes:
             raise too_large(method, path, max_bytes, f" (it declared {int(declared)} bytes)")
+        encoding = resp.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip"):
+            raise ProfilerError(f"{method} {path}: the profiler answered in an encoding it was not asked for "
+                                f"({excerpt(encoding)})", status_code=resp.status_code)
+        unpack = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
         chunks, size = [], 0
-        for chunk in resp.iter_bytes():  # decoded: a compressed body counts at its full size
-            size += len(chunk)
-            if size > max_bytes:
-                raise too_large(method, path, max_bytes, "")
+        for raw in resp.iter_raw():
+            pending = raw
+            while pending:  # at most what the cap still allows out of each piece: a bomb never unpacks whole
+                if unpack is None:
+                    piece, pending = pending, b""
+                else:
+                    piece = unpack.decompress(pending, max_bytes - size + 1)
+                    pending = unpack.unconsumed_tail
+                size += len(piece)
+                if size > max_bytes:
+                    raise too_large(method, path, max_bytes, "")
+                chunks.append(piece)
             if time.monotonic() > deadline:
                 raise too_late(method, path, deadline_s)
-            chunks.append(chunk)
+        if unpack is not None and not unpack.eof and size:
+            raise ProfilerError(f"{method} {path}: the profiler's gzip answer is cut short",
+                                status_code=resp.status_code)
         return Answer(method, path, resp.status_code, resp.headers, b"".join(chunks))
 
 

@@ -159,7 +159,8 @@ class ProfilerClient:
         self.base_url = base_url.rstrip("/")
         self.retries, self.backoff = retries, backoff
         self.timeout, self.deadline_s, self.max_bytes = timeout, deadline_s, max_bytes
-        headers = {"Accept": "application/json", "User-Agent": "proxyless-search-client"}
+        # gzip only: answers.fetch unpacks it itself, within the size cap
+        headers = {"Accept": "application/json", "Accept-Encoding": "gzip", "User-Agent": "proxyless-search-client"}
         if api_key:
             headers["X-API-Key"] = api_key  # what the service's write endpoints check
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers, follow_redirects=False,
