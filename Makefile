@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench-table bench-memory bench-fidelity bench-load bench-search bench-specialisation clean
+.PHONY: install test lint demo bench-table bench-memory bench-fidelity bench-load bench-hostile bench-search bench-specialisation clean
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ bench-fidelity: install
 # The API under 10 / 50 / 200 clients while a job profiles (needs 2 CPUs: server + load on one, benchmark on the other).
 bench-load: install
 	$(PY) bench/api_load.py
+
+# Lookups while 64 connections stall their request bodies and 20 clients import ~480 KB tables at once.
+bench-hostile: install
+	$(PY) bench/api_load.py --clients hostile
 
 # issue 8: searched vs random nets at equal measured latency (~30 min on 2 cores; QUICK=1 for minutes)
 bench-search: install

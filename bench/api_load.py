@@ -16,7 +16,10 @@ Prints per level: requests per second, lookup and pull p50 / p99, errors, and ho
 measured under load moved from the quiet run (the stored, drift-corrected figure the table serves, and the
 raw drift reference timed alongside).
 
-    .venv/bin/python bench/api_load.py [--clients 10,50,200] [--duration 30] [--entries 10000]
+The level ``hostile`` (bench/api_hostile.py) times lookups while 64 connections stall their request bodies
+and 20 clients import ~480 KB tables at once, and reports the server's RSS around it; it needs no job.
+
+    .venv/bin/python bench/api_load.py [--clients 10,50,200,hostile] [--duration 30] [--entries 10000]
 """
 
 from __future__ import annotations
@@ -224,7 +227,8 @@ def pct(a: list[float], q: float) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--clients", default="0,10,50,200", help="0: the job alone again, the noise floor")
+    p.add_argument("--clients", default="0,10,50,200",
+                   help="0: the job alone again, the noise floor; hostile: stalled bodies and an import storm")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of load per level (at least)")
     p.add_argument("--entries", type=int, default=10_000)
     p.add_argument("--interval-ms", type=float, default=200.0, help="each client's pause between requests")
@@ -234,7 +238,8 @@ def main() -> None:
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--bench-cpu", type=int, default=1)
     args = p.parse_args()
-    levels = [int(c) for c in args.clients.split(",")]
+    tokens = [c.strip() for c in args.clients.split(",") if c.strip()]
+    levels = [int(c) for c in tokens if c != "hostile"]
     os.sched_setaffinity(0, {args.server_cpu})  # the load generator shares the server's CPU, not the child's
     keys = table_keys(args.entries)
     with tempfile.TemporaryDirectory() as tmp:
@@ -250,6 +255,11 @@ def main() -> None:
             print(f"server pid {srv.proc.pid} on CPU {sorted(os.sched_getaffinity(srv.proc.pid))}; load generator "
                   f"on CPU {sorted(os.sched_getaffinity(0))}; table {table_id}: {r.json()['entries']} entries "
                   f"({len(body) / 2**20:.1f} MiB as JSON)")
+            if "hostile" in tokens and not levels:
+                from api_hostile import run_hostile
+
+                run_hostile(srv.url, srv.proc.pid, table_id, keys, args.interval_ms / 1000, args.duration)
+                return
             run_job(api)  # warm-up: ONNX export into the cache
             quiet, quiet_s = run_job(api)
             print(f"quiet run: job of {len(JOB_KEYS)} ops took {quiet_s:.1f} s; benchmark children on CPU "
@@ -289,6 +299,10 @@ def main() -> None:
                 f"{n} clients: server {c[0]:.1f}, load generator {c[1]:.1f} of {c[2]:.1f} s" for n, c in cpu.items()))
             print(f"benchmark children seen: {len(srv.children)}, each pinned to CPU "
                   f"{sorted({c for cpus in srv.children.values() for c in cpus})}")
+            if "hostile" in tokens:
+                from api_hostile import run_hostile
+
+                run_hostile(srv.url, srv.proc.pid, table_id, keys, args.interval_ms / 1000, args.duration)
         finally:
             srv.stop()
 

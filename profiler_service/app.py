@@ -13,8 +13,9 @@ from fastapi import FastAPI, Request
 
 from profiler_service.api import errors
 from profiler_service.api.deps import Runtime
-from profiler_service.api.limits import BodyCaps, RequestGuard
+from profiler_service.api.limits import BodyCaps, BodyDeadline, Lanes, RequestGuard
 from profiler_service.api.routes import api_router
+from profiler_service.api.slashes import RelativeSlashRedirect
 from profiler_service.db.engine import Database
 from profiler_service.db.migrate import init_db
 from profiler_service.metrics import Metrics
@@ -25,6 +26,11 @@ from profiler_service.worker import Worker
 log = logging.getLogger(__name__)
 
 
+def _lanes(settings: Settings) -> Lanes:
+    return Lanes(reads=settings.max_concurrent_requests, writes=settings.max_concurrent_writes,
+                 imports=min(settings.max_concurrent_imports, settings.max_concurrent_writes))
+
+
 def _start_runtime(settings: Settings) -> Runtime:
     # The engine imports torch and onnxruntime: loaded when the server starts, not on import.
     from profiler_service.measure.fingerprint import fingerprint
@@ -32,7 +38,7 @@ def _start_runtime(settings: Settings) -> Runtime:
 
     # The API's pool has a connection for each request the guard lets work at once, and two spare (the
     # metrics scrape, the lifespan); only 4 stay open when idle, so a fleet on one PostgreSQL stays small.
-    db = init_db(settings, pool_size=4, max_overflow=max(settings.max_concurrent_requests - 2, 0))
+    db = init_db(settings, pool_size=4, max_overflow=max(_lanes(settings).total - 2, 0))
     with db.session() as s:
         device_id = ensure_device(s, settings.device_name, fingerprint()).id
     metrics = Metrics(db)
@@ -73,7 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Latency profiler service", version="1.0",
                   description="Per-device latency lookup tables for ProxylessNAS search (DESIGN.md).",
-                  lifespan=lifespan)
+                  lifespan=lifespan, redirect_slashes=False)
+    app.router.default = RelativeSlashRedirect(app.router)
     app.state.settings = settings
     errors.install(app)
     app.include_router(api_router, responses=errors.ERROR_RESPONSES)
@@ -91,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     # Outermost: refusals (no key, too large, not loopback) happen before anything reads the body.
-    app.add_middleware(RequestGuard, api_key=settings.api_key_value, max_concurrent=settings.max_concurrent_requests,
-                       caps=BodyCaps(table_import=int(settings.max_import_mb * 2**20)))
+    app.add_middleware(RequestGuard, api_key=settings.api_key_value, lanes=_lanes(settings),
+                       caps=BodyCaps(table_import=int(settings.max_import_mb * 2**20)),
+                       deadline=BodyDeadline(base_s=settings.body_timeout_s))
     return app

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from profiler_service.services.errors import ServiceError
 from profiler_service.settings import BindError, Settings
+from shared.files import WriteFailed, write_text_atomic
 from shared.specs import SpecError
 
 
@@ -166,9 +167,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         text = yaml_io.to_yaml(s, table) if args.format == "yaml" else yaml_io.to_json(s, table) + "\n"
     if args.output:
         try:
-            Path(args.output).write_text(text)
-        except OSError as e:
-            raise UsageError(f"-o: cannot write {args.output}: {e.strerror}") from None
+            write_text_atomic(args.output, text)  # a failed export leaves any earlier file whole
+        except WriteFailed as e:
+            raise UsageError(f"-o: {e}") from None
     else:
         sys.stdout.write(text)
     return 0

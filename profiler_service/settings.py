@@ -74,8 +74,14 @@ class Settings(BaseSettings):
     stale_job_s: float = Field(default=600.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
     max_import_mb: float = Field(default=32.0, gt=0)
-    # Requests worked on at once (the others wait in the event loop); the API's pool is sized from it.
+    # Reads (GET, HEAD, lookups) worked on at once; the others wait in the event loop.
     max_concurrent_requests: int = Field(default=16, ge=1, le=256)
+    # Writes worked on at once, apart from the reads (so an import storm never starves them), and of those
+    # the imports (each parses a whole table). The API's pool is sized from reads + writes.
+    max_concurrent_writes: int = Field(default=4, ge=1, le=64)
+    max_concurrent_imports: int = Field(default=2, ge=1, le=64)
+    # A request body must arrive whole within this, plus a second per MiB: one that stalls is cut with 408.
+    body_timeout_s: float = Field(default=5.0, gt=0, le=600)
 
     @field_validator("api_key", mode="before")
     @classmethod

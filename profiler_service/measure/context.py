@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from shared import specs as S
+from shared.files import WriteFailed, free_space
 from shared.specs import OpSpec
 
 OUTPUT = "ctx_out"
@@ -50,10 +51,23 @@ class ProfileGap(RuntimeError):
     """onnxruntime's profile does not account for every run, or for all of the op's kernels in a run."""
 
 
+def read_profile(profile_path: str | Path) -> list[dict]:
+    """onnxruntime's profile (a JSON list of events). The runtime writes it without telling anyone when the
+    write fails: on a full disk it leaves the file cut short, which read back was ``JSONDecodeError:
+    Unterminated string``. Named here as the failed write it is."""
+    path = Path(profile_path)
+    text = path.read_text()
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise WriteFailed(f"onnxruntime could not write its profile {path} whole (it ends after {len(text)} "
+                          f"bytes, mid-document; {free_space(path)}): is the disk full?") from None
+
+
 def op_kernel_runs(profile_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Per run, in run order: the summed kernel time (ms) of the op's nodes, and how many kernel events of
     the op's nodes the profile holds for it (the same in every complete run of a static graph)."""
-    events = json.loads(Path(profile_path).read_text())
+    events = read_profile(profile_path)
     runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events
                   if e.get("cat") == "Session" and e.get("name") == "model_run")
     starts = [r[0] for r in runs]

@@ -26,12 +26,15 @@ from shared.spaces import get_space
 from shared.specs import Limits, SpecError
 
 KIND = "calibration"
+PENDING = ("queued", "running")
 
 
-def _pending_profile(session: Session, table_id: str) -> bool:
-    """A queued or running profile job will fill the table before this job runs (one queue, in order)."""
-    return session.scalar(select(Job.id).where(Job.table_id == table_id, Job.kind == "profile",
-                                               Job.status.in_(("queued", "running"))).limit(1)) is not None
+def promised_keys(session: Session, table_id: str) -> set[str]:
+    """The keys the table's queued or running profile jobs will store. A calibration job queued now waits
+    for those jobs before a worker may claim it (``queue.claim_next_job``), so these count as present."""
+    params = session.scalars(select(Job.params).where(Job.table_id == table_id, Job.kind == "profile",
+                                                      Job.status.in_(PENDING)))
+    return {k for p in params for k in (p or {}).get("keys", ())}
 
 
 def missing_keys(session: Session, table_id: str, keys: Sequence[str]) -> list[str]:
@@ -39,8 +42,9 @@ def missing_keys(session: Session, table_id: str, keys: Sequence[str]) -> list[s
     return [k for k in dict.fromkeys(keys) if k not in have]
 
 
-def missing_message(table_id: str, missing: list[str]) -> str:
-    return (f"table {table_id} lacks {len(missing)} op(s) these networks use (first {missing[0]!r}); "
+def missing_message(table_id: str, missing: list[str], *, unpromised: bool = False) -> str:
+    pending = " and no queued profile job of it measures them" if unpromised else ""
+    return (f"table {table_id} lacks {len(missing)} op(s) these networks use (first {missing[0]!r}){pending}; "
             "profile the space into it first (POST /v1/jobs with space, resolution and table_id)")
 
 
@@ -60,8 +64,10 @@ def create_calibration_job(session: Session, table: Table, req: CalibrationCreat
         raise Invalid("samples", str(e)) from None
     archs = [make_arch(space, c) for c in choices]
     missing = missing_keys(session, table.id, [k for a in archs for k in a.keys])
-    if missing and not _pending_profile(session, table.id):
-        raise Invalid("space", missing_message(table.id, missing))
+    if missing:
+        promised = promised_keys(session, table.id)
+        if unpromised := [k for k in missing if k not in promised]:
+            raise Invalid("space", missing_message(table.id, unpromised, unpromised=True))
     scope = {"space": space.name, "resolution": space.resolution, "width_mult": space.width_mult,
              "num_classes": space.num_classes}
     job = Job(kind=KIND, device_id=device.id, table_id=table.id, total=len(archs), done=0,

@@ -13,8 +13,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, not_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from profiler_service.db.models import Job, Network, utcnow
 
@@ -40,14 +40,25 @@ def _set_network(session: Session, job_id: str, **values) -> None:
                     .execution_options(synchronize_session=False))
 
 
+def _waits_for_profile() -> ColumnElement[bool]:
+    """A calibration job measures networks built of its table's ops: while a profile job of that table
+    queued before it is still queued or running, those ops may not all be there, and a second worker
+    that took the calibration would fail it at once. Such a job is not claimable yet."""
+    profile = aliased(Job)
+    pending = (select(profile.id).where(profile.table_id == Job.table_id, profile.kind == "profile",
+                                        profile.status.in_(("queued", "running")),
+                                        profile.created_at <= Job.created_at).exists())
+    return and_(Job.kind == "calibration", pending)
+
+
 def claim_next_job(session: Session, device_id: int, worker_id: str) -> Job | None:
-    """Claim the oldest queued job of this device; the caller commits.
+    """Claim the oldest queued job of this device that waits for no other; the caller commits.
 
     PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent workers each get a different row without waiting.
     SQLite ignores FOR UPDATE; the write session's BEGIN IMMEDIATE serialises claimers, and the
     conditional UPDATE guards the rest.
     """
-    stmt = (select(Job.id).where(Job.device_id == device_id, Job.status == "queued")
+    stmt = (select(Job.id).where(Job.device_id == device_id, Job.status == "queued", not_(_waits_for_profile()))
             .order_by(Job.created_at, Job.id).limit(1).with_for_update(skip_locked=True))
     job_id = session.scalar(stmt)
     return None if job_id is None else _claim(session, job_id, worker_id)

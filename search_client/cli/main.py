@@ -353,8 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (CliError, ValueError, FileNotFoundError, MissingKeysError, ProfilerError,
-            InfeasibleLimitError) as e:
+    except (CliError, ValueError, OSError, MissingKeysError, ProfilerError, InfeasibleLimitError) as e:
+        # OSError: a file that cannot be read or written (shared.files.WriteFailed names which and why)
         msg = str(e).strip().replace("\n", " ")
         print(f"error: {msg}", file=sys.stderr)
         return EXIT_USAGE

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from shared.files import write_failure
+
 FORMAT = "proxyless-search-checkpoint"
 VERSION = 1
 
@@ -40,9 +42,28 @@ def save(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:  # a Python file, so a failed write is an OSError torch cannot hide
+            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+        os.replace(tmp, path)
+    except Exception as e:
+        tmp.unlink(missing_ok=True)
+        # torch's writer answers a failed write with a RuntimeError of its own ("unexpected pos ..."), raised
+        # while the OSError is handled: the OSError says what happened
+        failed = _os_error_in(e)
+        if failed is None:
+            raise
+        raise write_failure(path, failed) from None
     return path
+
+
+def _os_error_in(error: BaseException | None) -> OSError | None:
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError):
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
 
 
 def load(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from search_client.latency.constraint import choose_under
 from search_client.report.plots import write_report
 from search_client.supernet.supernet import SuperNet
 from shared.arch import Arch, build_net, make_arch, to_net_config
+from shared.files import write_text_atomic
 
 STANDALONE_KIND = "standalone"
 ONNX_ATOL = 1e-4
@@ -110,10 +111,10 @@ def derive(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     out = Path(out_dir) if out_dir is not None else Path(ckpt_path).parent / "derived"
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {"arch": out / "arch.json"}
-    paths["arch"].write_text(arch.model_dump_json(indent=2))
+    write_text_atomic(paths["arch"], arch.model_dump_json(indent=2))
     if space.name == "proxyless-mobile":
         paths["net_config"] = out / "net.config"
-        paths["net_config"].write_text(json.dumps(to_net_config(arch), indent=2))
+        write_text_atomic(paths["net_config"], json.dumps(to_net_config(arch), indent=2))
     standalone = net.standalone(choices).cpu().eval()
     paths["model"] = save_standalone(out / "model.pt", standalone, arch, source=str(ckpt_path),
                                      predicted_ms=summary.get("predicted_ms"), search_config=ckpt["config"])
@@ -121,6 +122,6 @@ def derive(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
         paths["onnx"] = export_onnx(standalone, space.resolution, out / "model.onnx")
         summary["onnx_max_abs_diff"] = check_onnx(standalone, paths["onnx"], space.resolution, atol=atol)
     paths["summary"] = out / "derive.json"
-    paths["summary"].write_text(json.dumps(summary, indent=2))
+    write_text_atomic(paths["summary"], json.dumps(summary, indent=2))
     paths.update(write_report(Path(ckpt_path).parent, derived_dir=out))  # PNGs beside log.jsonl
     return {"paths": paths, "arch": arch, "summary": summary}

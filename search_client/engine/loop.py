@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from shared.files import read_json_lines, write_text_atomic
+
 if TYPE_CHECKING:
     from search_client.engine.ddp import Dist
 
@@ -19,8 +21,9 @@ def trim_log(path: Path, last_epoch: int) -> None:
     by a run that died before saving the next one)."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= last_epoch]
-    path.write_text("".join(line + "\n" for line in keep))
+    # a last line cut short (a write that failed) is no record
+    keep = [record for record in read_json_lines(path) if record["epoch"] <= last_epoch]
+    write_text_atomic(path, "".join(json.dumps(record) + "\n" for record in keep))
 
 
 def cosine_lr(step: int, total: int, base: float) -> float:

@@ -28,6 +28,7 @@ from search_client.latency.constraint import check_feasible, fill_ceiling, over_
 from search_client.latency.losses import US_PER_MS, check_target, latency_loss
 from search_client.latency.model import LatencyModel, calibration_fits
 from search_client.supernet.supernet import SuperNet
+from shared.files import append_line
 from shared.spaces import SearchSpace, get_space
 
 CKPT_KIND = "search"
@@ -333,8 +334,7 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
                     "train_acc": train_acc, "valid_acc": valid_acc,
                     **({"rl_reward": rl.last_reward, "rl_baseline": rl.baseline}
                        if cfg.arch_algo == "reinforce" else {}), "time_s": round(time.time() - t0, 3), **rep}
-            with open(log_path, "a") as f:
-                f.write(json.dumps(line) + "\n")
+            append_line(log_path, json.dumps(line))  # whole, or not at all and named
             summary = f"epoch {epoch + 1}/{total_epochs} loss {train_loss:.3f} acc {train_acc:.3f} " \
                       f"valid {valid_acc:.3f} H {rep['entropy']:.3f} maxp {rep['max_prob']:.3f}"
             if "expected_ms" in rep:

@@ -22,6 +22,7 @@ from search_client.engine import checkpoint
 from search_client.engine.ddp import pick_device
 from search_client.engine.loop import cosine_lr
 from shared.arch import Arch, build_net
+from shared.files import write_text_atomic
 
 TRAIN_KIND = "train"
 
@@ -126,6 +127,6 @@ def train_arch(arch: Arch, cfg: TrainConfig | None = None, *, splits: DatasetSpl
         "kind": TRAIN_KIND, "arch": arch.model_dump(), "model": net.cpu().state_dict(),
         "config": asdict(cfg), "test_acc": test_acc, "epochs": cfg.epochs, "step": step,
         "history": history})
-    (out / "train.json").write_text(json.dumps({"test_acc": test_acc, "history": history,
-                                                 "arch": arch.choices}, indent=2))
+    write_text_atomic(out / "train.json", json.dumps({"test_acc": test_acc, "history": history,
+                                                      "arch": arch.choices}, indent=2))
     return {"test_acc": test_acc, "checkpoint": os.fspath(ckpt_path), "history": history}

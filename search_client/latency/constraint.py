@@ -38,10 +38,13 @@ the band only the accuracy gradient moves it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+
+from search_client.latency.values import BadLatencyError
 
 
 class InfeasibleLimitError(ValueError):
@@ -67,7 +70,8 @@ def check_feasible(names: list[tuple[str, ...]], costs: list[torch.Tensor], pred
                    max_ms: float | None) -> None:
     if max_ms is None:
         return
-    low = predict(cheapest(names, costs))
+    _check_finite(names, None, costs, max_ms)
+    low = _finite(predict(cheapest(names, costs)), "the fastest architecture")
     if low > max_ms:
         raise InfeasibleLimitError(f"max_ms={max_ms:g} is below the fastest architecture of this space "
                                    f"({low:.3f} ms predicted by this table); raise it or change the space")
@@ -124,9 +128,12 @@ def fill_up(names: list[tuple[str, ...]], probs: list[torch.Tensor], costs: list
     swaps: list[dict] = []
     if ceiling is None:
         return Projection(choices, now, swaps)
+    _check_finite(names, probs, costs, ceiling)
+    now = _finite(now, "the projected architecture")
     logp = _logp(probs)
     idx = [n.index(c) for n, c in zip(names, choices, strict=True)]
     while (best := _best_swap(names, costs, logp, idx, choices, predict, now, ceiling=ceiling)) is not None:
+        _count_swap(swaps, names)
         layer, j, added, lost, after = best
         swaps.append({"layer": layer, "from": choices[layer], "to": names[layer][j],
                       "saved_ms": -added, "logp_lost": lost})
@@ -157,17 +164,50 @@ def project_under(names: list[tuple[str, ...]], probs: list[torch.Tensor], costs
     swaps: list[dict] = []
     if max_ms is None:
         return Projection(choices, now, swaps)
+    _check_finite(names, probs, costs, max_ms)
     check_feasible(names, costs, predict, max_ms)
+    now = _finite(now, "the argmax architecture")
     while now > max_ms:
         best = _best_swap(names, costs, logp, idx, choices, predict, now)
         if best is None:  # unreachable after check_feasible; guards against an endless loop
             raise InfeasibleLimitError(f"no cheaper candidate left; max_ms={max_ms:g} not reachable")
+        _count_swap(swaps, names)
         layer, j, saved, lost, _ = best
         swaps.append({"layer": layer, "from": choices[layer], "to": names[layer][j],
                       "saved_ms": saved, "logp_lost": lost})
         idx[layer], choices[layer] = j, names[layer][j]
         now -= saved
     return Projection(choices, predict(choices), swaps)
+
+
+def _finite(ms: float, what: str) -> float:
+    if not math.isfinite(ms):
+        raise BadLatencyError(f"the predicted latency of {what} is {ms}: the table or its calibration holds a "
+                              "value that is no latency")
+    return ms
+
+
+def _check_finite(names: list[tuple[str, ...]], probs: list[torch.Tensor] | None, costs: list[torch.Tensor],
+                  limit: float) -> None:
+    """A NaN compares false with everything: in a cost it made a swap look free and the loops below swap
+    back and forth for ever. Refused here, with where it sits."""
+    if not math.isfinite(limit):
+        raise BadLatencyError(f"latency limit {limit} ms: must be a finite number of ms")
+    for layer, (n, c) in enumerate(zip(names, costs, strict=True)):
+        if not bool(torch.isfinite(c).all()):
+            op = n[int((~torch.isfinite(c)).nonzero()[0])]
+            raise BadLatencyError(f"layer {layer}: the cost of {op} is {float(c[n.index(op)])}, no latency")
+    for layer, p in enumerate(probs or []):
+        if not bool(torch.isfinite(p).all()):
+            raise BadLatencyError(f"layer {layer}: its architecture probabilities hold NaN or infinity (a "
+                                  "diverged search); nothing to derive")
+
+
+def _count_swap(swaps: list[dict], names: list[tuple[str, ...]]) -> None:
+    """Each swap moves one layer strictly along its candidates' costs (down to project, up to fill), so no
+    layer moves more often than it has other candidates; past that something compared as no number does."""
+    if len(swaps) >= sum(len(n) - 1 for n in names):
+        raise BadLatencyError(f"{len(swaps)} swaps and no end: the costs or predictions are not numbers")
 
 
 def _logp(probs: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -186,7 +226,8 @@ def _best_swap(names: list[tuple[str, ...]], costs: list[torch.Tensor], logp: li
         for j in range(len(c)):
             if (float(c[j]) <= float(c[i])) if up else (float(c[j]) >= float(c[i])):
                 continue
-            after = predict(choices[:layer] + [names[layer][j]] + choices[layer + 1:])
+            after = _finite(predict(choices[:layer] + [names[layer][j]] + choices[layer + 1:]),
+                            f"layer {layer} as {names[layer][j]}")
             moved = after - now if up else now - after
             if moved <= 0 or (up and after > ceiling):
                 continue

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
+from search_client.latency.values import check_entries, check_latency
 from shared.spaces import Layer, SearchSpace
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class LatencyModel:
         missing = [k for k in needed if k not in entries]
         if missing:
             raise MissingKeysError(missing)
-        self.entries = {k: float(entries[k]) for k in needed}
+        self.entries = check_entries({k: entries[k] for k in needed}, "the latency table")
         self.fixed_ms = sum(self.op_ms(s.key) for s in space.fixed_specs)
         if calibration is not None:
             self.fixed_ms += float(calibration.intercept_ms)  # once per network, so it lives here
@@ -87,6 +88,14 @@ class LatencyModel:
             torch.tensor([self._cost(layer, n) for n in layer.candidates], dtype=torch.float32)
             for layer in space.layers
         ]
+        if calibration is not None:  # finite entries, but a calibration's own figures may not be
+            self._check_calibrated()
+
+    def _check_calibrated(self) -> None:
+        check_latency("fixed ops + intercept", self.fixed_ms, "the calibrated latency model", zero_ok=True)
+        for layer, costs in zip(self.space.layers, self.layer_costs, strict=True):
+            for name, ms in zip(layer.candidates, costs.tolist(), strict=True):
+                check_latency(name, ms, "the calibrated latency model", zero_ok=True)
 
     def op_ms(self, key: str) -> float:
         """Cost of one op: the table's median, calibrated when a calibration is given."""

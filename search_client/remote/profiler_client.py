@@ -8,6 +8,11 @@ Retries: bounded, exponential backoff, on connection errors and 5xx only. A 4xx 
 mistake and is raised at once as ``ProfilerError`` carrying the server's ``detail``. Writes that
 create work (jobs, networks, imports) are retried only when the request cannot have reached the
 server (connect errors, 502/503/504), so a retry never queues a benchmark twice.
+
+Bounds (``answers.py``): every answer is read within ``max_bytes`` and one ``deadline_s`` for the whole
+request, retries included; redirects are refused. Every latency accepted, from the service or the cache,
+is a finite number of ms above zero (``latency/values.py``); a table with one that is not is refused
+whole and never cached.
 """
 
 from __future__ import annotations
@@ -22,7 +27,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import RootModel
 
+from search_client.latency.values import BadLatencyError, check_latency, excerpt
+from search_client.remote.answers import (
+    DEFAULT_DEADLINE_S,
+    DEFAULT_MAX_BYTES,
+    Answer,
+    ProfilerError,
+    ProfilerUnavailable,
+    fetch,
+    parse,
+    too_late,
+)
+from shared.files import WriteFailed, write_text_atomic
 from shared.schemas import (
     ArchIn,
     ClockOut,
@@ -30,6 +48,7 @@ from shared.schemas import (
     JobCreate,
     LookupResponse,
     NetworkOut,
+    OpStats,
     TableOut,
     TableSummary,
 )
@@ -37,22 +56,10 @@ from shared.schemas import (
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = "~/.cache/proxyless-search"
+DEADLINE_ENV = "SEARCH_CLIENT_DEADLINE_S"  # a whole request's deadline, for every command
 MAX_BACKOFF_S = 30.0
 _NOT_PROCESSED = (502, 503, 504)  # a proxy or an overloaded server answered; the request did no work
 _TERMINAL = ("done", "failed", "cancelled")
-
-
-class ProfilerError(RuntimeError):
-    """The service refused a request (4xx, or 5xx after retries); ``detail`` is the server's message."""
-
-    def __init__(self, message: str, *, status_code: int | None = None, detail: Any = None):
-        super().__init__(message)
-        self.status_code = status_code
-        self.detail = detail
-
-
-class ProfilerUnavailable(ProfilerError):
-    """The service could not be reached, or answered 5xx, on every try."""
 
 
 class JobFailed(ProfilerError):
@@ -63,11 +70,11 @@ class JobTimeout(ProfilerError, TimeoutError):
     """A job did not finish within the caller's timeout (it keeps running on the device)."""
 
 
-def _detail(resp: httpx.Response) -> Any:
+def _detail(resp: Answer) -> Any:
     try:
-        body = resp.json()
+        body = json.loads(resp.content)
     except ValueError:
-        return resp.text.strip() or resp.reason_phrase
+        return excerpt(resp.text.strip()) if resp.content.strip() else f"HTTP {resp.status_code}"
     return body.get("detail", body) if isinstance(body, dict) else body
 
 
@@ -85,6 +92,52 @@ def _detail_text(detail: Any) -> str:
     return str(detail)
 
 
+class _TableList(RootModel[list[TableSummary]]):
+    pass
+
+
+class _ClockList(RootModel[list[ClockOut]]):
+    pass
+
+
+def check_stats(key: str, stats: OpStats, where: str) -> None:
+    """The figures a search predicts with are latencies; the spreads and references at least finite and >= 0."""
+    for field in ("median_ms", "mean_ms"):
+        check_latency(key, getattr(stats, field), where, field=field)
+    for field in ("std_ms", "p10_ms", "p90_ms", "ref_ms", "nominal_ms"):
+        if (value := getattr(stats, field)) is not None:
+            check_latency(key, value, where, field=field, zero_ok=True)
+
+
+def checked_table(body: Any, where: str) -> TableOut:
+    """A table body, parsed and every entry checked; one line naming the first bad entry otherwise."""
+    table = parse(TableOut, body, where)
+    for key, stats in table.entries.items():
+        try:
+            check_stats(key, stats, where)
+        except BadLatencyError as e:
+            raise ProfilerError(f"{e}; the table was not used or cached") from None
+    return table
+
+
+def _deadline_from_env() -> float:
+    text = os.environ.get(DEADLINE_ENV, "").strip()
+    if not text:
+        return DEFAULT_DEADLINE_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds > 0 and seconds != float("inf")):
+        raise ValueError(f"{DEADLINE_ENV}={text!r}: expected the seconds a request may take, a number above 0")
+    return seconds
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "_"
 
@@ -93,15 +146,24 @@ class ProfilerClient:
     """Talks to one profiler service. Not thread-safe (one httpx.Client); make one per thread."""
 
     def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 30, retries: int = 3,
-                 backoff: float = 0.5, cache_dir: str | os.PathLike | None = None):
+                 backoff: float = 0.5, cache_dir: str | os.PathLike | None = None,
+                 deadline_s: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES):
+        """``timeout``: the longest wait for any one read; ``deadline_s``: for a whole request, retries
+        included (default: $SEARCH_CLIENT_DEADLINE_S, else 60 s); ``max_bytes``: the largest answer read
+        (decoded)."""
+        deadline_s = deadline_s if deadline_s is not None else _deadline_from_env()
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
+        if not (deadline_s > 0 and max_bytes > 0):
+            raise ValueError(f"deadline_s and max_bytes must be > 0, got {deadline_s} and {max_bytes}")
         self.base_url = base_url.rstrip("/")
         self.retries, self.backoff = retries, backoff
-        headers = {"Accept": "application/json", "User-Agent": "proxyless-search-client"}
+        self.timeout, self.deadline_s, self.max_bytes = timeout, deadline_s, max_bytes
+        # gzip only: answers.fetch unpacks it itself, within the size cap
+        headers = {"Accept": "application/json", "Accept-Encoding": "gzip", "User-Agent": "proxyless-search-client"}
         if api_key:
             headers["X-API-Key"] = api_key  # what the service's write endpoints check
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers,
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers, follow_redirects=False,
                                   transport=httpx.HTTPTransport(retries=0))  # retries are ours
         root = Path(cache_dir or DEFAULT_CACHE_DIR).expanduser()
         # tables of two services may share an id; keep their caches apart
@@ -123,28 +185,37 @@ class ProfilerClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, *, idempotent: bool = True, **kw: Any) -> httpx.Response:
-        """One request with bounded retries; returns 2xx/3xx, raises ProfilerError otherwise."""
+    def _request(self, method: str, path: str, *, idempotent: bool = True, **kw: Any) -> Answer:
+        """One request with bounded retries, all within ``deadline_s``; returns 2xx/304, raises ProfilerError
+        otherwise."""
         last_exc: Exception | None = None
+        deadline = time.monotonic() + self.deadline_s
         for attempt in range(self.retries + 1):
             self.last_attempts = attempt + 1
             if attempt:
-                time.sleep(min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF_S))
+                pause = min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF_S)
+                if time.monotonic() + pause >= deadline:
+                    raise too_late(method, path, self.deadline_s) from last_exc
+                time.sleep(pause)
             try:
-                resp = self._http.request(method, path, **kw)
+                resp = fetch(self._http, method, path, base_url=self.base_url, deadline=deadline,
+                             deadline_s=self.deadline_s, max_bytes=self.max_bytes, read_timeout=self.timeout, **kw)
             except httpx.TransportError as e:
+                if time.monotonic() >= deadline:
+                    raise too_late(method, path, self.deadline_s) from e
                 last_exc = e
                 # a connect error means nothing reached the server, so even a POST is safe to repeat
                 if not idempotent and not isinstance(e, httpx.ConnectError | httpx.ConnectTimeout):
                     raise ProfilerUnavailable(
-                        f"{method} {path} to {self.base_url} got no answer ({e!r}); not retried, since the "
-                        "server may have acted on it: check its jobs before submitting again") from e
+                        f"{method} {path} to {self.base_url} got no answer ({type(e).__name__}: {e}); not "
+                        "retried, since the server may have acted on it: check its jobs before submitting "
+                        "again") from e
                 log.info("profiler %s %s: %s (try %d of %d)", method, path, e, attempt + 1, self.retries + 1)
                 continue
             if resp.status_code < 400:
                 return resp
             detail = _detail(resp)
-            message = f"{method} {path} -> {resp.status_code}: {_detail_text(detail)}"
+            message = f"{method} {path} -> {resp.status_code}: {_one_line(_detail_text(detail))}"
             if resp.status_code < 500:
                 raise ProfilerError(message, status_code=resp.status_code, detail=detail)
             if not idempotent and resp.status_code not in _NOT_PROCESSED:
@@ -155,7 +226,7 @@ class ProfilerClient:
         if isinstance(last_exc, ProfilerError):
             raise last_exc
         raise ProfilerUnavailable(f"profiler at {self.base_url} unreachable after {self.last_attempts} "
-                                  f"tries: {method} {path}: {last_exc!r}") from last_exc
+                                  f"tries: {method} {path}: {type(last_exc).__name__}: {last_exc}") from last_exc
 
     def _json(self, method: str, path: str, **kw: Any) -> Any:
         return self._request(method, path, **kw).json()
@@ -174,13 +245,13 @@ class ProfilerClient:
     def clocks(self, bursts: int = 20) -> list[ClockOut]:
         """The device's nominals (the clocks its figures are on) with their latest ``bursts`` bursts and how far
         the last hour's lay apart: the device's own floor under two latencies read minutes apart."""
-        return [ClockOut.model_validate(c) for c in self._json("GET", "/v1/device/clocks",
-                                                               params={"bursts": bursts})]
+        body = self._json("GET", "/v1/device/clocks", params={"bursts": bursts})
+        return parse(_ClockList, body, "GET /v1/device/clocks").root
 
     # ---- tables -----------------------------------------------------------------------------------
 
     def list_tables(self) -> list[TableSummary]:
-        return [TableSummary.model_validate(t) for t in self._json("GET", "/v1/tables")]
+        return parse(_TableList, self._json("GET", "/v1/tables"), "GET /v1/tables").root
 
     def _cache_path(self, table_id: str) -> Path:
         return self.cache_dir / f"{_safe_name(table_id)}.json"
@@ -190,19 +261,21 @@ class ProfilerClient:
         path = self._cache_path(table_id)
         try:
             blob = json.loads(path.read_text())
-            return TableOut.model_validate(blob["table"]), blob.get("etag")
+            table = checked_table(blob["table"], f"cached table {path}")
+            return table, blob.get("etag")
         except FileNotFoundError:
             return None
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, ProfilerError) as e:
             log.warning("ignoring unreadable cached table %s: %s", path, e)
             return None
 
     def _store(self, table_id: str, body: dict, etag: str | None) -> None:
         path = self._cache_path(table_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"etag": etag, "fetched_at": time.time(), "table": body}))
-        os.replace(tmp, path)  # atomic: a concurrent reader (another DDP rank) never sees half a file
+        blob = json.dumps({"etag": etag, "fetched_at": time.time(), "table": body})
+        try:  # atomic: a concurrent reader (another DDP rank) never sees half a file
+            write_text_atomic(path, blob)
+        except WriteFailed as e:  # the table in hand is good; only working offline later is lost
+            log.warning("table %s not cached: %s", table_id, e)
 
     def get_table(self, table_id: str) -> TableOut:
         """The whole table; revalidated by ETag against the cache; the cache when the service is down."""
@@ -227,7 +300,7 @@ class ProfilerClient:
             resp = self._request("GET", f"/v1/tables/{table_id}")
             self.last_status_code = resp.status_code
         body = resp.json()
-        table = TableOut.model_validate(body)
+        table = checked_table(body, f"table {table_id} from {self.base_url}")  # refused: nothing cached
         self.last_etag = resp.headers.get("ETag") or table.etag
         self._store(table_id, body, self.last_etag)
         return table
@@ -243,7 +316,11 @@ class ProfilerClient:
     def lookup(self, table_id: str, keys: list[str]) -> LookupResponse:
         keys = [getattr(k, "key", k) for k in keys]  # OpSpec or key string
         body = self._json("POST", f"/v1/tables/{table_id}/lookup", json={"keys": keys})  # read-only
-        return LookupResponse.model_validate(body)
+        what = f"lookup in table {table_id} from {self.base_url}"
+        found = parse(LookupResponse, body, what)
+        for key, stats in found.found.items():
+            check_stats(key, stats, what)
+        return found
 
     def import_table(self, content: str | bytes | dict, *, device: str, backend: str, threads: int = 1,
                      batch: int = 1) -> ImportResponse:
@@ -256,7 +333,7 @@ class ProfilerClient:
         params = {"device": device, "backend": backend, "threads": threads, "batch": batch}
         resp = self._request("POST", "/v1/tables/import", idempotent=False, params=params, content=data,
                              headers={"Content-Type": ctype})
-        return ImportResponse.model_validate(resp.json())
+        return parse(ImportResponse, resp.json(), "POST /v1/tables/import")
 
     # ---- profiling jobs ---------------------------------------------------------------------------
 
@@ -308,13 +385,13 @@ class ProfilerClient:
         return body["id"]
 
     def get_network(self, network_id: str) -> NetworkOut:
-        return NetworkOut.model_validate(self._json("GET", f"/v1/networks/{network_id}"))
+        return parse(NetworkOut, self._json("GET", f"/v1/networks/{network_id}"), f"network {network_id}")
 
     def wait_network(self, network_id: str, *, poll: float = 0.5, timeout: float | None = 3600,
                      progress: Callable[[dict], None] | None = None) -> NetworkOut:
         state = self._wait(lambda: self._json("GET", f"/v1/networks/{network_id}"),
                            f"network {network_id}", poll, timeout, progress)
-        return NetworkOut.model_validate(state)
+        return parse(NetworkOut, state, f"network {network_id}")
 
     # ---- calibration ------------------------------------------------------------------------------
 

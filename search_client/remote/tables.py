@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from search_client.latency.model import required_keys
+from search_client.latency.values import check_latency, excerpt
 from shared.spaces import SearchSpace
 
 SHOW_MISSING = 5
@@ -26,14 +27,14 @@ class TableSource:
     info: dict = field(default_factory=dict)  # {"source", "id", "device", "backend", ...}
 
 
-def _ms(key: str, value) -> float:
-    if isinstance(value, int | float):
-        return float(value)
+def _ms(key: str, value, where: str) -> float:
     if isinstance(value, dict):
         for name in ("median_ms", "mean_ms", "mean"):  # ours first; "mean" is the published yaml
             if name in value:
-                return float(value[name])
-    raise ValueError(f"table entry {key!r}: expected a number or {{median_ms | mean}}, got {value!r}")
+                return check_latency(str(key), value[name], where, field=name)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        return check_latency(str(key), value, where)
+    raise ValueError(f"{where}: entry {key!r}: expected a number or {{median_ms | mean}}, got {excerpt(value)}")
 
 
 def load_table_file(path: str | os.PathLike) -> TableSource:
@@ -53,7 +54,7 @@ def load_table_file(path: str | os.PathLike) -> TableSource:
         info = {k: v for k, v in data.items() if not isinstance(v, dict | list)}
     else:  # a flat map or the published yaml
         raw, calibration, info = data, None, {}
-    entries = {str(k): _ms(k, v) for k, v in raw.items()}
+    entries = {str(k): _ms(k, v, f"table file {path}") for k, v in raw.items()}
     return TableSource(entries, calibration, {**info, "source": str(path)})
 
 

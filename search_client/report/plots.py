@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from shared.files import read_json_lines, write_text_atomic
 from shared.spaces import get_space
 
 MEASUREMENT = "measurement.json"
@@ -40,7 +41,7 @@ def read_log(run_dir: Path) -> list[dict]:
     path = run_dir / "log.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_json_lines(path)  # a last line cut short (a write that failed) is no record
 
 
 def _read_json(path: Path) -> dict | None:
@@ -49,9 +50,7 @@ def _read_json(path: Path) -> dict | None:
 
 def save_measurement(run_dir: str | Path, network: dict) -> Path:
     """Keep the device's answer (``NetworkOut`` as a dict) in the run folder for ``latency.png``."""
-    path = Path(run_dir) / MEASUREMENT
-    path.write_text(json.dumps(network, indent=2, default=str))
-    return path
+    return write_text_atomic(Path(run_dir) / MEASUREMENT, json.dumps(network, indent=2, default=str))
 
 
 def _warmup_shade(ax, log: list[dict]) -> None:

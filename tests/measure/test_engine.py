@@ -196,3 +196,34 @@ def test_a_run_whose_profile_lost_some_of_the_ops_kernels_is_refused(tmp_path):
     assert timed_kernel_ms(np.zeros(3), np.zeros(3, int), [False, True, True]) == [0.0, 0.0]  # identity
     with pytest.raises(ProfileGap, match="holds 3 runs, the op ran 4 times"):
         timed_kernel_ms(per_run, counts, [False, True, True, True])
+
+
+# The second measurement runs with every file limited to 4 KB, as on a disk that has just filled up: the
+# model is cached from the first, the runtime's profile of the second is cut short.
+PROFILE_CUT = """
+import resource, signal, sys
+from profiler_service.measure.backends import OnnxRuntimeBackend
+from profiler_service.measure.protocol import Protocol
+from shared.specs import parse_key
+backend = OnnxRuntimeBackend(threads=1, cache_dir=sys.argv[1])
+spec = parse_key("sep_conv-input:8x8x16-output:8x8x16-kernel:5-stride:1")
+protocol = Protocol(budget_s=0.2, warmup_runs=2, warmup_s=0.0, min_runs=10, drift_reference=False)
+backend.measure_op(spec, 1, protocol)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+try:
+    backend.measure_op(spec, 1, protocol)
+except Exception as e:
+    print(f"{type(e).__name__}: {e}")
+"""
+
+
+def test_a_profile_the_runtime_could_not_write_whole_is_named_as_a_failed_write(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", PROFILE_CUT, str(tmp_path)], cwd=Path(__file__).parents[2],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("WriteFailed: onnxruntime could not write its profile "), proc.stdout
+    assert "is the disk full?" in proc.stdout and "JSONDecodeError" not in proc.stdout

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from profiler_helpers import wait_for, wait_job
+from sqlalchemy import select
 
+from profiler_service.db import Database, Device, Job, Table
 from profiler_service.measure.reference import name_for, op_name_for
+from profiler_service.services import queue as Q
+from profiler_service.services.calibration_jobs import create_calibration_job
+from profiler_service.services.errors import Invalid
+from profiler_service.services.jobs import create_profile_job
 from shared.sampling import sample_choices
+from shared.schemas import CalibrationCreate, JobCreate
 from shared.spaces import get_space
+from shared.specs import Limits
 
 SPACE = {"space": "proxyless-cifar", "resolution": 8, "width_mult": 0.25, "num_classes": 10}
 
@@ -89,3 +98,46 @@ def test_calibration_queued_behind_its_profile_runs_after_it(api: httpx.Client):
     assert job["status"] == "done", job
     assert wait_for(lambda: api.get(f"/v1/jobs/{profile['id']}").json(), lambda j: j["status"] == "done",
                     "profile")["done"] == profile["total"]
+
+
+def _queue(db: Database, device_id: int, **job) -> tuple[str, str]:
+    """Queue a profile job (``job``: JobCreate fields) -> (job id, table id)."""
+    with db.session() as s:
+        created = create_profile_job(s, JobCreate(backend="onnxruntime", **job), device=s.get_one(Device, device_id),
+                                     limits=Limits(), backends=["onnxruntime"])
+        return created.id, created.table_id
+
+
+def _calibrate(db: Database, device_id: int, table_id: str) -> str:
+    with db.session() as s:
+        job = create_calibration_job(s, s.get_one(Table, table_id), CalibrationCreate(samples=3, **SPACE),
+                                     device=s.get_one(Device, device_id), limits=Limits(), backends=["onnxruntime"])
+        return job.id
+
+
+def test_a_calibration_whose_ops_no_pending_job_measures_is_refused(db: Database, device_id: int):
+    # a queued profile job of the table, but of other ops: it will not supply the space's
+    _, table_id = _queue(db, device_id, keys=["Logits-input:8x8x16-output:10"])
+    with pytest.raises(Invalid, match="no queued profile job of it measures them"):
+        _calibrate(db, device_id, table_id)
+    with db.session(write=False) as s:
+        assert s.scalars(select(Job.kind).where(Job.table_id == table_id)).all() == ["profile"]
+    # a queued profile of the space itself promises them: accepted
+    _queue(db, device_id, table_id=table_id, **SPACE)
+    assert _calibrate(db, device_id, table_id)
+
+
+def test_no_worker_claims_a_calibration_before_its_profile_is_done(db: Database, device_id: int):
+    profile_id, table_id = _queue(db, device_id, **SPACE)
+    calibration_id = _calibrate(db, device_id, table_id)
+    other_id, _ = _queue(db, device_id, keys=["Logits-input:8x8x16-output:10"], threads=2)  # another table
+    with db.session() as s:
+        assert Q.claim_next_job(s, device_id, "worker-a").id == profile_id
+    with db.session() as s:  # a second worker passes the calibration by: its profile is still running
+        assert Q.claim_next_job(s, device_id, "worker-b").id == other_id
+    with db.session() as s:
+        assert Q.claim_next_job(s, device_id, "worker-b") is None
+    with db.session() as s:
+        assert Q.finish(s, profile_id, "done", worker_id="worker-a")
+    with db.session() as s:
+        assert Q.claim_next_job(s, device_id, "worker-b").id == calibration_id

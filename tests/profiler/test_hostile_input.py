@@ -171,3 +171,14 @@ def test_a_cifar_architecture_defaults_to_the_spaces_classes(api, table_id):
     net = r.json()
     assert net["arch"]["num_classes"] == 10
     assert any(k.startswith("Logits-") and k.endswith("-output:10") for k in net["arch"]["keys"])
+
+
+def test_the_trailing_slash_redirect_is_relative_and_never_names_the_host(server, api):
+    answer = _raw(server, b"GET /v1/jobs/?limit=2 HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 307") and b"\r\nlocation: /v1/jobs?limit=2\r\n" in head + b"\r\n", head
+    assert b"evil" not in answer
+    # a path that would read as another host, as a browser resolves it, is no redirect of ours
+    assert _raw(server, b"GET //evil.example/ HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 404")
+    followed = api.get("/v1/jobs/", params={"limit": 2}, follow_redirects=True)
+    assert followed.json() == api.get("/v1/jobs", params={"limit": 2}).json()

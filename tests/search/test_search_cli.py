@@ -140,3 +140,29 @@ def test_predict_prints_the_calibrated_prediction_beside_the_raw_sum(tmp_path, e
     assert main(["predict", str(arch_path), "--table-file", str(table)]) == 0
     out = capsys.readouterr().out
     assert f"predicted {1.5 + 0.5 * raw:.3f} ms calibrated" in out and f"raw table sum {raw:.3f} ms" in out
+
+
+def _limited_writes(limit: int) -> None:
+    """In the child: every file it writes stops at ``limit`` bytes (EFBIG), as a full disk stops them."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_a_write_that_fails_is_named_in_one_line(tmp_path, table_file):
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "search_client", "search", "--table-file", str(table_file), "--out", str(out), *SMALL]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=500, env={**os.environ,
+                          "OMP_NUM_THREADS": "1"}, preexec_fn=lambda: _limited_writes(256 * 1024))
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and err and err[-1].startswith(f"error: could not write {out / 'ckpt.pt'}: "), \
+        proc.stderr[-2000:]
+    assert "File too large" in err[-1] and "nothing was replaced" in err[-1]
+    assert "Traceback" not in proc.stderr and "JSONDecode" not in proc.stderr
+    assert not list(out.glob(".*tmp*"))  # no half-written checkpoint left beside it
+    # the log holds whole records only, and a resumed or reported run reads it
+    from shared.files import read_json_lines
+
+    assert [r["epoch"] for r in read_json_lines(out / "log.jsonl")] == [0]

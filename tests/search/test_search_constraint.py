@@ -14,6 +14,7 @@ from search_client.latency.constraint import (
     project_under,
     under_fill_penalty,
 )
+from search_client.latency.values import BadLatencyError
 
 NAMES = [("big", "mid", "zero"), ("big", "small"), ("big", "small")]
 COSTS = [torch.tensor([10.0, 6.0, 0.0]), torch.tensor([8.0, 2.0]), torch.tensor([8.0, 7.0])]
@@ -114,3 +115,38 @@ def test_under_fill_hinge_pulls_up_only_below_the_band():
     pen.backward()
     # value 2 * (18 - 8) / 20 = 1; its gradient lowers the loss as E[LAT] rises
     assert float(pen) == pytest.approx(1.0) and float(two.grad) == pytest.approx(-0.1)
+
+
+def _nan_at(layer: int, j: int) -> list[torch.Tensor]:
+    costs = [c.clone() for c in COSTS]
+    costs[layer][j] = float("nan")
+    return costs
+
+
+@pytest.mark.parametrize("limit", [12.0, 26.0])
+def test_a_nan_cost_ends_projection_and_fill_with_an_error(limit):
+    """A NaN compared false with every bound: fill_up swapped between NaN candidates for ever."""
+    p = probs([0.6, 0.3, 0.1], [0.9, 0.1], [0.5, 0.5])
+    costs = _nan_at(1, 1)
+
+    def nan_predict(choices: list[str]) -> float:
+        return FIXED + sum(float(c[n.index(x)]) for n, c, x in zip(NAMES, costs, choices, strict=True))
+
+    with pytest.raises(BadLatencyError, match="layer 1: the cost of small is nan"):
+        choose_under(NAMES, p, costs, nan_predict, limit, limit)
+    with pytest.raises(BadLatencyError, match="layer 1: the cost of small is nan"):
+        fill_up(NAMES, p, costs, nan_predict, ["zero", "big", "small"], 40.0)
+
+
+def test_a_nan_prediction_or_probability_or_limit_ends_it_with_an_error():
+    p = probs([0.6, 0.3, 0.1], [0.9, 0.1], [0.5, 0.5])
+
+    def calibrated(choices: list[str]) -> float:  # a calibration whose figures are no numbers on one op
+        return float("nan") if "mid" in choices else predict(choices)
+
+    with pytest.raises(BadLatencyError, match="predicted latency of layer 0 as mid is nan"):
+        fill_up(NAMES, p, COSTS, calibrated, ["zero", "small", "small"], 40.0)
+    with pytest.raises(BadLatencyError, match="probabilities hold NaN"):
+        project_under(NAMES, probs([float("nan"), 0.3, 0.1], [0.9, 0.1], [0.5, 0.5]), COSTS, predict, 20.0)
+    with pytest.raises(BadLatencyError, match="must be a finite number"):
+        fill_up(NAMES, p, COSTS, predict, ["zero", "small", "small"], float("nan"))

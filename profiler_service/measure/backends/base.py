@@ -22,6 +22,7 @@ from torch import nn
 from profiler_service.measure.protocol import Protocol, Settler, time_callable
 from profiler_service.measure.reference import FILLER_RESOLUTION, filler_module, reference_module
 from profiler_service.measure.reference import NAME as DEFAULT_REFERENCE
+from shared.files import write_failure
 from shared.ops import build_op
 from shared.schemas import OpStats
 from shared.specs import OpSpec
@@ -125,6 +126,8 @@ def write_once(path: Path, write: Callable[[Path], None]) -> Path:
     try:
         write(tmp)
         tmp.replace(path)
+    except OSError as e:  # a full cache disk: named as the failed write it is
+        raise write_failure(path, e) from None
     finally:
         tmp.unlink(missing_ok=True)
     return path
