@@ -280,6 +280,7 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
                 if stopped:
                     break
             bar.close()
+            train_s = time.time() - t0  # the steps alone, loading included: what throughput is about
             if stopped and i < spe:
                 break
             loss_sum, correct, counted, seen, steps = ddp.sum_all(tally.values(), dist)
@@ -295,8 +296,8 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
                         "train_acc": train_acc, "valid_acc": valid_acc, "skipped_images": int(seen - counted),
                         **({"rl_reward": rl.last_reward, "rl_baseline": rl.baseline}
                            if cfg.arch_algo == "reinforce" else {}),
-                        "time_s": round(elapsed, 3), "images_per_s": round((i - first) * dist.world
-                                                                            * cfg.batch_size / max(elapsed, 1e-9), 2),
+                        "time_s": round(elapsed, 3), "train_s": round(train_s, 3),
+                        "images_per_s": round((i - first) * dist.world * cfg.batch_size / max(train_s, 1e-9), 2),
                         **rep}
                 with open(log_path, "a") as f:
                     f.write(json.dumps(line) + "\n")
