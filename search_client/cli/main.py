@@ -282,6 +282,9 @@ def add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("arch", help="architecture JSON or ProxylessNAS net.config")
     p.add_argument("--dataset", default=d.dataset, choices=DATASETS)
     p.add_argument("--data-dir")
+    p.add_argument("--val-labels", help="label file of a flat val/: 'FILE CLASS' per line")
+    p.add_argument("--workers", dest="num_workers", type=int, default=d.num_workers,
+                   help="DataLoader workers decoding and augmenting")
     p.add_argument("--synthetic-size", type=int, default=d.synthetic_size)
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)

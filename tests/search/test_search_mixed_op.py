@@ -160,7 +160,7 @@ def test_full_v2_gives_full_modes_gradients_with_one_path_in_the_forward():
         assert (full.active, full.involved) == (v2.active, v2.involved) and v2.mode == "full_v2"
         ran = []
         for name, op in v2.ops.items():
-            op.register_forward_hook(lambda m, i, o, name=name: ran.append(name))
+            op.register_forward_hook(lambda m, i, o, name=name, ran=ran: ran.append(name))
         y = v2(x2)
         active = v2.names[v2.active]
         if active != "zero":  # (with zero active it runs as full: no active output to recompute around)
