@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from search_client.data.images import FileImages, Folder, channel_stats, scan_classes, scan_flat
-from search_client.data.vision import eval_transform, train_transform
+from search_client.data.vision import eval_resize, eval_transform, train_transform
 
 DATASETS = ("mnist", "digits", "cifar10", "imagefolder", "synthetic")
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -254,13 +254,19 @@ def _imagefolder(data_dir: str | None, resolution: int, seed: int, valid_fractio
     train_tf = train_transform(resolution, mean, std, augment=options.augment)
     eval_tf = eval_transform(resolution, mean, std)
 
+    # Eval images are first decoded at a reduced JPEG scale whose short side still covers the resize
+    # (1/2 for a ~375 px image at 224): a quarter of the pixels to decode. Training crops may be as small
+    # as 8% of the image, so training images are decoded in full.
+    draft = eval_resize(resolution)
+
     def subset(idx: torch.Tensor, transform, random_transform: bool) -> FileImages:
         return FileImages([pool.paths[i] for i in idx], [pool.labels[i] for i in idx], transform,
-                          resolution=resolution, random_transform=random_transform)
+                          resolution=resolution, random_transform=random_transform,
+                          draft=None if random_transform else draft)
 
     # the architecture steps read their split as the official search does: resized and centre-cropped
     splits = DatasetSplits(subset(tr, train_tf, options.augment), subset(va, eval_tf, False),
-                           FileImages(held.paths, held.labels, eval_tf, resolution=resolution),
+                           FileImages(held.paths, held.labels, eval_tf, resolution=resolution, draft=draft),
                            _check_classes("imagefolder", len(pool.classes), num_classes), "imagefolder",
                            pool.classes)
     splits.mean, splits.std = mean, std

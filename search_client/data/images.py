@@ -133,9 +133,9 @@ class FileImages(Dataset):
     """Images read from disk on access (a user's folder need not fit in memory)."""
 
     def __init__(self, paths: list[Path], labels: list[int], transform, *, resolution: int,
-                 random_transform: bool = False):
+                 random_transform: bool = False, draft: int | None = None):
         self.paths, self.labels, self.transform = paths, labels, transform
-        self.resolution = resolution
+        self.resolution, self.draft = resolution, draft  # draft: see open_rgb (eval transforms only)
         self.random_transform = random_transform  # the sampler then hands a seed with each index
         self.indices = torch.arange(len(paths))
         self._warned: set[int] = set()
@@ -146,7 +146,7 @@ class FileImages(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         i, seed = key if isinstance(key, tuple) else (key, None)
         try:
-            image = open_rgb(self.paths[i])
+            image = open_rgb(self.paths[i], self.draft)
         except Exception as e:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, DecompressionBomb...
             if i not in self._warned:  # once per file and process: a bad file is not a reason to stop
                 self._warned.add(i)
