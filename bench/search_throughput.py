@@ -11,7 +11,8 @@ then per resolution (224 and 128 px) prints images/s of:
 and the ratios: fed / in-memory (goal >= 0.9), and the supernet's step over a standalone net's step
 on the same sampled paths (goal <= 1.3). The search is ``engine.search.search`` itself: one weights-only
 epoch, then one epoch with an architecture step after every weight step; its figure is the second
-epoch's images/s. No latency table: the arch step's cost does not depend on the table's numbers.
+epoch's images/s. No latency table: the arch step's cost does not depend on the table's numbers. The
+architecture lr is 1e-6 so that every run samples the same paths (see ``run_resolution``).
 
     .venv/bin/python bench/search_throughput.py [--md docs/results/search_throughput.md]
 """
@@ -138,8 +139,11 @@ def run_resolution(args, root: Path, resolution: int, threads: int, spare: int, 
                      for w in args.worker_counts}
     print("  loader alone: " + ", ".join(f"{w} worker(s) {r:.0f} img/s" for w, r in row["loader"].items()),
           flush=True)
+    # arch lr 1e-6: the logits barely move, so every run draws the same paths from the same generator. A
+    # step's cost depends on its path (3x3 MBConv3 vs 7x7 MBConv6 is ~2x), and with logits moved by each
+    # run's own data, runs would time different nets rather than the same work fed two ways.
     base = dict(dataset="imagefolder", data_dir=str(root), resolution=resolution, batch_size=args.batch,
-                warmup_epochs=0, epochs=2, arch_skip_epochs=1, arch_every=1, steps_per_epoch=args.steps,
+                warmup_epochs=0, epochs=2, arch_skip_epochs=1, arch_every=1, steps_per_epoch=args.steps, arch_lr=1e-6,
                 eval_batches=1, valid_size=args.batch * 4, mean=IMAGENET_MEAN, std=IMAGENET_STD, progress=False,
                 amp=args.amp)
     n = args.batch * args.steps
