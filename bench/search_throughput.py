@@ -184,8 +184,8 @@ def markdown(rows: list[dict], args, cpus: int) -> str:
              "after every weight step) timed.", "",
              f"Machine: {cpus} CPU(s) for this process, torch {torch.__version__}, Python "
              f"{platform.python_version()}. **No GPU figures: no GPU machine was available for this run**, so "
-             "the CUDA paths (pin_memory, channels_last, fp16 with loss scaling, NCCL under torchrun) are "
-             "exercised by the tests on CPU only and their speed is not shown here.", "",
+             "the CUDA-only paths (pin_memory, fp16 with loss scaling, NCCL under torchrun) have not been run and "
+             "no GPU speed is shown.", "",
              "| resolution | torch threads | loader alone, img/s by workers | search in memory, img/s | "
              "search fed, img/s (workers) | fed / in-memory (goal >= 0.9) | supernet / standalone step "
              "(goal <= 1.3) | search step / two standalone steps |",
