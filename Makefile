@@ -3,7 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench-table bench-memory bench-fidelity bench-load bench-hostile bench-search bench-specialisation clean
+.PHONY: install test lint demo bench-table bench-memory bench-fidelity bench-load bench-hostile bench-search \
+	bench-specialisation bench-throughput clean
 
 install: $(STAMP)
 
@@ -42,9 +43,15 @@ bench-load: install
 bench-hostile: install
 	$(PY) bench/api_load.py --clients hostile
 
-# issue 8: searched vs random nets at equal measured latency (~30 min on 2 cores; QUICK=1 for minutes)
+# searched vs random nets at equal measured latency, and vs random nets through the same derive (the fill
+# control); longer than before with the control nets (QUICK=1 for minutes)
 bench-search: install
-	$(PY) bench/search_outcome.py $(if $(QUICK),--quick,--png docs/search_outcome.png)
+	$(PY) bench/search_outcome.py $(if $(QUICK),--quick,--png docs/search_outcome.png) \
+		--md docs/results/search_outcome.md
+
+# loader alone, search in memory, search fed by the loader, supernet vs standalone step (a few minutes)
+bench-throughput: install
+	$(PY) bench/search_throughput.py --md docs/results/search_throughput.md
 
 bench-specialisation: install
 	$(PY) bench/specialisation.py $(if $(QUICK),--quick,--md docs/results/specialisation.md)

@@ -117,7 +117,7 @@ MARKERS = {"grad": ("*", "tab:red"), "reinforce": ("D", "tab:blue")}
 def plot(path: str | Path, panels: Sequence[dict]) -> Path:
     """One panel per space: random nets as a cloud, searched nets marked, budgets as vertical lines.
 
-    panels: [{"title", "randoms": rows, "searched": rows, "budgets": [(label, ms)]}]
+    panels: [{"title", "randoms": rows, "searched": rows, "budgets": [(label, ms)], "controls": rows (optional)}]
     """
     import matplotlib
 
@@ -133,6 +133,10 @@ def plot(path: str | Path, panels: Sequence[dict]) -> Path:
         spread = [np.ptp(r["accs"]) / 2 for r in p["randoms"]]
         ax.errorbar(rl, ra, yerr=spread, fmt="o", color="0.55", ms=5, alpha=0.8, lw=0.8,
                     label=f"random nets ({len(rl)})")
+        if p.get("controls"):  # the random nets put through derive under each budget
+            ax.scatter([r["measured_ms"] for r in p["controls"]], [mean_acc(r) for r in p["controls"]],
+                       marker="x", color="tab:orange", s=22, alpha=0.8,
+                       label=f"random nets through derive ({len(p['controls'])})")
         for label, ms in p["budgets"]:
             ax.axvline(ms, color="0.3", ls="--", lw=0.9)
             ax.text(ms, 1.0, f" {label}", transform=ax.get_xaxis_transform(), va="top", fontsize=8)

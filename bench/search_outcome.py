@@ -1,16 +1,20 @@
-"""Does the search beat random nets at equal measured latency? (issue 8, items 4 and 7)
+"""Does the search beat random nets at equal measured latency, and random nets through the same derive?
 
 Per space (proxyless-mobile, proxyless-cifar): start a profiler (SQLite, loopback), profile the space's
 table at the search resolution on this machine (onnxruntime, 1 thread), have the device measure N random
 nets and fit the table's calibration from them. Budgets = the 25th/50th/75th percentiles of those
-measured latencies. For each budget and search algorithm: ``search-client search --max-ms B`` (one
-shared warm-up, resumed per budget), derive, have the device measure the derived net. Then retrain every
-searched and every random net with one fixed budget at each seed and report held-out test accuracy.
+measured latencies. For each budget and search algorithm: ``search-client search --max-ms B --fill F``
+(one shared warm-up, resumed per budget), derive, have the device measure the derived net. The control
+(``fill_control``): the random nets, each put through the same derive under each budget (projected
+under B, filled up to the ceiling); with ``--fill`` the searched checkpoints are also derived without
+the fill. Then retrain every searched, control and random net with one fixed budget at each seed and
+report held-out test accuracy, and which part of the searched nets' win is the search and which the fill.
 
     .venv/bin/python bench/search_outcome.py            # full run (~30 min on 2 cores)
     .venv/bin/python bench/search_outcome.py --quick    # a few minutes, for debugging
 
-Prints a table and PASS/FAIL per target, writes results.json and outcome.png into --out.
+Prints a table and PASS/FAIL per target, writes results.json and outcome.png into --out (and with --md
+the results page).
 """
 
 from __future__ import annotations
@@ -26,10 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import local_profiler as lp  # noqa: E402 - bench/ helpers
 import numpy as np  # noqa: E402
+from fill_control import attribution, control_choices, format_attribution  # noqa: E402
+from outcome_page import page  # noqa: E402
 from outcome_report import check_targets, format_noise, format_table, plot  # noqa: E402
 from retrain_pool import Budget, retrain_all  # noqa: E402
 
+from search_client.latency.constraint import fill_ceiling  # noqa: E402
 from search_client.latency.fidelity import sample_choices  # noqa: E402
+from search_client.latency.model import LatencyModel, calibration_fits  # noqa: E402
 from shared.arch import load_arch, make_arch  # noqa: E402
 from shared.spaces import get_space  # noqa: E402
 
@@ -55,12 +63,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=3, help="search epochs (the first takes no arch step)")
     p.add_argument("--steps-per-epoch", type=int, default=15)
     p.add_argument("--search-args", default="--arch-every 1", help="extra flags for every search")
+    # The setting this benchmark measured before fill became opt-in; the control tells what it is worth.
+    p.add_argument("--fill", type=float, default=0.9, help="--fill of every search (0: derive the projected argmax)")
+    p.add_argument("--control", type=int, default=None,
+                   help="random nets put through derive under each budget (default: all of --random; 0: none)")
     p.add_argument("--repeats", type=int, default=2, help="measurements of each searched net (median kept)")
     p.add_argument("--workers", type=int, default=2, help="parallel retrain processes (1 thread each)")
     p.add_argument("--threads", type=int, default=2, help="torch threads of each search")
     p.add_argument("--budget-s", type=float, default=0.3, help="profiler time budget per op (PROFILER_BUDGET_S)")
     p.add_argument("--out", default="runs/search_outcome")
     p.add_argument("--png", default=None, help="also copy the picture here (e.g. docs/search_outcome.png)")
+    p.add_argument("--md", default=None, help="write the results page here (e.g. docs/results/search_outcome.md)")
     p.add_argument("--quick", action="store_true", help="minutes, not half an hour: for debugging the harness")
     args = p.parse_args(argv)
     if args.dataset is None:
@@ -69,6 +82,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.random, args.seeds, args.train_epochs, args.train_images = 6, [0], 1, 256
         args.warmup_epochs, args.epochs, args.steps_per_epoch = 1, 2, 8
         args.budget_s, args.repeats = 0.3, 1
+        args.control = 3 if args.control is None else args.control
+    if args.control is None:
+        args.control = args.random
     return args
 
 
@@ -79,7 +95,7 @@ def search_flags(args, url: str, table_id: str, space: str) -> list[str]:
                     ("--steps-per-epoch", args.steps_per_epoch)):
         if v is not None:
             f += [flag, str(v)]
-    return f + args.search_args.split()
+    return f + ["--fill", str(args.fill)] + args.search_args.split()
 
 
 def run_searches(args, client, table_id: str, space, budgets: list[tuple[str, float]], out: Path) -> list[dict]:
@@ -102,6 +118,13 @@ def run_searches(args, client, table_id: str, space, budgets: list[tuple[str, fl
                                "--out", str(d), "--no-onnx"], log, threads=args.threads)
             arch = load_arch(d / "derived" / "arch.json")
             summary = json.loads((d / "derived" / "derive.json").read_text())
+            if args.fill > 0:  # the same checkpoint without the fill: the search's argmax, projected
+                from search_client.engine.derive import derive
+
+                plain = derive(d / "ckpt.pt", d / "derived_nofill", fill=False, onnx=False)["summary"]
+                rows.append({"name": f"{algo} {label} nofill", "kind": f"{algo} nofill", "budget_label": label,
+                             "budget_ms": ms, "choices": plain["choices"], "predicted_ms": plain.get("predicted_ms"),
+                             "swaps": len(plain.get("swaps") or []), "fills": 0, "search_s": 0.0})
             rows.append({"name": f"{algo} {label}", "kind": algo, "budget_label": label, "budget_ms": ms,
                          "choices": arch.choices, "predicted_ms": summary.get("predicted_ms"),
                          "swaps": len(summary.get("swaps") or []), "fills": len(summary.get("fills") or []),
@@ -151,20 +174,22 @@ def _run_space(args, client, name: str, out: Path) -> dict:
     t1 = time.perf_counter()
     searched = run_searches(args, client, table_id, space, budgets, out)
     timing["search_s"] = round(time.perf_counter() - t1, 1)
+    controls = control_rows(args, client, table_id, space, budgets, randoms)
     t1 = time.perf_counter()
     # Each distinct derived net is measured --repeats times, the rounds interleaved, and its median kept:
     # the verdict "measured <= budget x 1.05" should not rest on one sample of a noisy machine.
-    distinct = list(dict.fromkeys(tuple(r["choices"]) for r in searched))
+    derived = searched + controls
+    distinct = list(dict.fromkeys(tuple(r["choices"]) for r in derived))
     runs = [lp.measure(client, table_id, space, [list(c) for c in distinct], f"searched nets, round {k + 1}")
             for k in range(args.repeats)]
-    for r in searched:
+    for r in derived:
         i = distinct.index(tuple(r["choices"]))
         r["measured_runs_ms"] = [run[i].measured_ms for run in runs]
         r["measured_ms"] = float(np.median(r["measured_runs_ms"]))
     timing["measure_searched_s"] = round(time.perf_counter() - t1, 1)
     rand_rows = [{"name": f"random {i:02d}", "kind": "random", "choices": m.choices, "measured_ms": m.measured_ms,
                   "predicted_ms": None} for i, m in enumerate(randoms)]
-    everyone = searched + rand_rows
+    everyone = derived + rand_rows
     budget = Budget(args.dataset, args.train_epochs, args.train_images or None, args.train_batch)
     # one training per distinct architecture and seed (two budgets or algorithms may derive the same net)
     first = {}
@@ -185,18 +210,49 @@ def _run_space(args, client, name: str, out: Path) -> dict:
     for r in everyone:
         r["accs"] = [accs[first[tuple(r["choices"])], s] for s in args.seeds]
     targets = {algo: check_targets([r for r in searched if r["kind"] == algo], rand_rows) for algo in args.algos}
+    shares = {algo: attribution([r for r in searched if r["kind"] == algo], controls, rand_rows)
+              for algo in args.algos} if controls else {}
+    for algo, rows in shares.items():
+        detail = "; ".join(f"{a['budget_label']} acc {a['searched']:.4f} vs "
+                           f"{float('nan') if a['control_q'] is None else a['control_q']:.4f} of {a['controls']} "
+                           f"control nets" for a in rows)
+        targets[algo].append({"target": "accuracy >= p75 of the random nets put through the same derive",
+                              "pass": all(a["beats_control"] for a in rows), "detail": detail})
+    nofill = [r for r in searched if r["kind"].endswith(" nofill")]
+    searched = [r for r in searched if not r["kind"].endswith(" nofill")]
     return {"space": name, "resolution": args.resolution, "dataset": args.dataset, "table_id": table_id,
             "timing": timing, "calibration": {k: cal.get(k) for k in ("scale", "intercept_ms", "loo_rmspe")},
-            "budgets": budgets, "searched": searched, "randoms": rand_rows, "targets": targets,
+            "budgets": budgets, "searched": searched, "nofill": nofill, "controls": controls,
+            "attribution": shares, "randoms": rand_rows, "targets": targets,
             "retrain": {**budget.__dict__, "seeds": args.seeds, "seconds": round(time.perf_counter() - t0, 1)},
             "seconds": round(time.perf_counter() - t_space, 1)}
+
+
+def control_rows(args, client, table_id: str, space, budgets: list[tuple[str, float]], randoms) -> list[dict]:
+    """The first ``--control`` random nets, each derived under each budget as a searched net would be."""
+    if args.control <= 0:
+        return []
+    table = client.get_table(table_id)
+    lat = LatencyModel.from_table(table, space)
+    cal = table.calibration if table.calibration and calibration_fits(table.calibration, space) else None
+    names = [layer.candidates for layer in space.layers]
+    rows = []
+    for label, ms in budgets:
+        ceiling = fill_ceiling(ms, cal, None) if args.fill > 0 else None
+        for i, m in enumerate(randoms[: args.control]):
+            choices, predicted = control_choices(names, lat.layer_costs, lat.predict, m.choices, ms, ceiling)
+            rows.append({"name": f"control {label} {i:02d}", "kind": "control", "budget_label": label,
+                         "budget_ms": ms, "choices": choices, "predicted_ms": predicted, "source": f"random {i:02d}"})
+    print(f"  control: {args.control} random nets through derive under {len(budgets)} budgets "
+          f"({len({tuple(r['choices']) for r in rows})} distinct nets)", flush=True)
+    return rows
 
 
 def report(res: dict) -> bool:
     print(f"\n== {res['space']} @{res['resolution']} on {res['dataset']} "
           f"(retrain: {res['retrain']['epochs']} epochs x {res['retrain']['images']} images, "
           f"seeds {res['retrain']['seeds']}; {res['seconds']:.0f} s)")
-    print(format_table(res["searched"], res["randoms"]))
+    print(format_table(res["searched"] + res.get("nofill", []), res["randoms"]))
     if noise := format_noise(res["randoms"]):
         print(noise)
     print("  time: " + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in res["timing"].items()))
@@ -206,6 +262,9 @@ def report(res: dict) -> bool:
             print(f"  {r['name']}: last search epoch H {e.get('entropy', float('nan')):.3f} "
                   f"max_prob {e.get('max_prob', float('nan')):.3f}; derive: {r['swaps']} swap(s) down, "
                   f"{r.get('fills', 0)} upgrade(s) to spend the budget")
+    for algo, rows in (res.get("attribution") or {}).items():
+        print(f"  {algo}: the search's part and the fill's part of the win (control = random nets through derive)")
+        print("\n".join("    " + line for line in format_attribution(rows).splitlines()))
     ok = True
     for algo, targets in res["targets"].items():
         for t in targets:
@@ -228,7 +287,8 @@ def main(argv=None) -> int:
         results.append(run_space(args, name, out / name))
         ok &= report(results[-1])
         panels = [{"title": f"{r['space']} @{r['resolution']}, {r['dataset']}: onnxruntime 1 thread",
-                   "randoms": r["randoms"], "searched": r["searched"], "budgets": r["budgets"]} for r in results]
+                   "randoms": r["randoms"], "searched": r["searched"] + r["nofill"], "budgets": r["budgets"],
+                   "controls": r["controls"]} for r in results]
         png = plot(out / "outcome.png", panels)
         total = time.perf_counter() - t0
         (out / "results.json").write_text(json.dumps({"args": vars(args), "seconds": round(total, 1),
@@ -236,6 +296,10 @@ def main(argv=None) -> int:
     if args.png:
         Path(args.png).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(png, args.png)
+    if args.md:
+        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
+        command = "make bench-search" + (" QUICK=1" if args.quick else "")
+        Path(args.md).write_text(page({"args": vars(args), "spaces": results}, command))
     print(f"\n{'ALL TARGETS MET' if ok else 'SOME TARGETS NOT MET'}; {total / 60:.1f} min; "
           f"plot {png}; results {out / 'results.json'}")
     return 0 if ok else 1

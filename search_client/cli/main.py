@@ -16,7 +16,7 @@ from pathlib import Path
 from search_client.cli.clock import add_clock, run_clock
 from search_client.cli.fidelity import add_calibrate, add_validate, run_calibrate, run_validate
 from search_client.data.datasets import DATASETS
-from search_client.engine.search import SearchConfig
+from search_client.engine.config import RECIPES, SearchConfig
 
 EXIT_USAGE = 2
 
@@ -103,45 +103,74 @@ def _measure(args, table_id: str, arch) -> None:
 # ---- commands -----------------------------------------------------------------------------------
 
 def add_search(p: argparse.ArgumentParser) -> None:
+    """Flags that set a SearchConfig field are absent from the parsed namespace unless given, so a
+    recipe's value survives unless a flag overrides it (``engine.config.resolve``)."""
     _add_table_args(p, required=False)
     d = SearchConfig()
-    p.add_argument("--space", default=d.space, choices=["proxyless-mobile", "proxyless-cifar"])
-    p.add_argument("--resolution", type=int, default=d.resolution)
-    p.add_argument("--width-mult", type=float, default=d.width_mult)
-    p.add_argument("--dataset", default=d.dataset, choices=DATASETS)
-    p.add_argument("--data-dir")
-    p.add_argument("--synthetic-size", type=int, default=d.synthetic_size)
-    p.add_argument("--epochs", type=int, default=d.epochs, help="search epochs after the warm-up")
-    p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
-    p.add_argument("--steps-per-epoch", type=int)
-    p.add_argument("--stop-after", type=int, help="run at most N epochs now, leaving a resumable checkpoint")
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--warmup-lr", type=float, default=d.warmup_lr)
-    p.add_argument("--arch-lr", type=float, default=d.arch_lr,
-                   help="Adam lr of the architecture logits (default: 100 / planned architecture steps, "
-                        "10 / steps for reinforce, at least the original's 1e-3, at most 1.0)")
-    p.add_argument("--target-ms", type=float)
-    p.add_argument("--max-ms", type=float, help="hard limit on the derived net's predicted latency")
-    p.add_argument("--fill", type=float, default=d.fill,
-                   help="with --max-ms: pull E[LAT] up to fill x max-ms during the search, and spend the budget "
-                        "the derived net leaves (0: off, derive the projected argmax)")
-    p.add_argument("--fill-margin", type=float, default=d.fill_margin,
-                   help="derive fills up to max-ms x (1 - margin) (default: the calibration's leave-one-out "
-                        "error, at most 0.10; 0.05 without a calibration)")
-    p.add_argument("--loss", default=d.loss, choices=["mul#log", "add#linear"])
-    p.add_argument("--grad-mode", default=d.grad_mode, choices=["two", "full"])
-    p.add_argument("--arch-algo", default=d.arch_algo, choices=["grad", "reinforce"],
-                   help="grad: BinaryConnect gradient (default); reinforce: policy gradient on sampled nets")
-    p.add_argument("--rl-batch", type=int, default=d.rl_batch, help="reinforce: nets sampled per step")
-    p.add_argument("--rl-tradeoff", type=float, default=d.rl_tradeoff,
-                   help="reinforce: w of acc * (LAT / target) ** -w")
-    p.add_argument("--arch-every", type=int, default=d.arch_every)
-    p.add_argument("--arch-skip-epochs", type=int, default=d.arch_skip_epochs,
-                   help="search epochs at the start with no architecture step (the original skips one)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--out", default=d.out)
-    p.add_argument("--device", default=d.device)
+
+    def opt(*flags: str, help: str = "", **kw) -> None:  # noqa: A002 - argparse's own keyword
+        dest = kw.get("dest") or flags[0].lstrip("-").replace("-", "_")
+        default = getattr(d, dest, None)
+        shown = f" (default: {default})" if default is not None and kw.get("action") != "store_true" else ""
+        p.add_argument(*flags, default=argparse.SUPPRESS, help=(help + shown).strip() or None, **kw)
+
+    p.add_argument("--recipe", choices=sorted(RECIPES),
+                   help="a whole set of settings: official-imagenet is the original ImageNet search (224 px, "
+                        "40 + 120 epochs, batch 256, full_v2, mul#log, 50,000 valid images); flags given with it "
+                        "override single values")
+    opt("--space", choices=["proxyless-mobile", "proxyless-cifar"])
+    opt("--resolution", type=int)
+    opt("--width-mult", type=float)
+    opt("--dataset", choices=DATASETS)
+    opt("--data-dir", help="imagefolder: CLASS/**/IMAGE, or train/CLASS/ + val/ (class folders, or flat with "
+                           "--val-labels)")
+    opt("--val-labels", help="label file of a flat val/: 'FILE CLASS' per line (CLASS a class folder name or index)")
+    opt("--valid-size", type=int, help="images held out of train for the architecture steps (default: a fifth)")
+    opt("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
+        help="image folder normalisation (default: estimated from the training images)")
+    opt("--std", type=float, nargs=3, metavar=("R", "G", "B"))
+    opt("--augment", action=argparse.BooleanOptionalAction,
+        help="image folder: RandomResizedCrop(0.08-1) + flip + colour jitter for training")
+    opt("--synthetic-size", type=int)
+    opt("--epochs", type=int, help="search epochs after the warm-up")
+    opt("--warmup-epochs", type=int)
+    opt("--batch-size", type=int, help="per process; under torchrun the global batch is world x this")
+    opt("--steps-per-epoch", type=int)
+    opt("--stop-after", type=int, help="run at most N epochs now, leaving a resumable checkpoint")
+    opt("--stop-after-steps", type=int, help="run until weight step N, leaving a resumable checkpoint")
+    opt("--lr", type=float, help="for one process's batch; x world under torchrun (linear rule)")
+    opt("--warmup-lr", type=float)
+    opt("--arch-lr", type=float,
+        help="Adam lr of the architecture logits (default: 100 / planned architecture steps, "
+             "10 / steps for reinforce, at least the original's 1e-3, at most 1.0)")
+    opt("--target-ms", type=float)
+    opt("--max-ms", type=float, help="hard limit on the derived net's predicted latency")
+    opt("--fill", type=float,
+        help="with --max-ms and no --target-ms: pull E[LAT] up to fill x max-ms during the search, and spend "
+             "the budget the derived net leaves (e.g. 0.9; 0: off, derive the projected argmax)")
+    opt("--fill-margin", type=float,
+        help="derive fills up to max-ms x (1 - margin) (default: the calibration's leave-one-out "
+             "error, at most 0.10; 0.05 without a calibration)")
+    opt("--loss", choices=["mul#log", "add#linear"])
+    opt("--grad-mode", choices=["two", "full", "full_v2"])
+    opt("--arch-algo", choices=["grad", "reinforce"],
+        help="grad: BinaryConnect gradient; reinforce: policy gradient on sampled nets")
+    opt("--rl-batch", type=int, help="reinforce: nets sampled per step")
+    opt("--rl-tradeoff", type=float, help="reinforce: w of acc * (LAT / target) ** -w")
+    opt("--arch-every", type=int)
+    opt("--arch-skip-epochs", type=int,
+        help="search epochs at the start with no architecture step (the original skips one)")
+    opt("--workers", dest="num_workers", type=int,
+        help="DataLoader workers per process, decoding and augmenting (default: the CPUs less one, at most 8; "
+             "0 for the bundled in-memory sets)")
+    opt("--amp", choices=["off", "bf16", "fp16"], help="mixed precision (fp16 needs CUDA)")
+    opt("--channels-last", action=argparse.BooleanOptionalAction, help="default: on CUDA only")
+    opt("--compile", action="store_true", help="torch.compile every candidate op (long runs on a GPU)")
+    opt("--ckpt-every", type=int, help="also checkpoint every N weight steps, mid-epoch")
+    opt("--log-every", type=int, help="steps between progress updates")
+    opt("--seed", type=int)
+    opt("--out")
+    opt("--device")
     p.add_argument("--threads", type=int, help="torch intra-op threads per process (default: torch's)")
     p.add_argument("--resume", help="checkpoint to continue from (e.g. OUT/ckpt.pt)")
     p.add_argument("--measure", action="store_true", help="have the device measure the derived net")
@@ -158,21 +187,23 @@ def add_search(p: argparse.ArgumentParser) -> None:
 
 
 def run_search(args) -> int:
-    from search_client.data.datasets import load_dataset
     from search_client.engine import ddp
+    from search_client.engine.config import resolve
     from search_client.engine.derive import derive
-    from search_client.engine.search import make_space, search
+    from search_client.engine.search import load_splits, make_space, search
     from search_client.report.plots import write_report
 
     names = {f.name for f in fields(SearchConfig)}
-    cfg = SearchConfig(**{k: v for k, v in vars(args).items() if k in names})
+    cfg = resolve(args.recipe, {k: v for k, v in vars(args).items() if k in names and k != "recipe"})
     cfg.progress = not args.no_progress
     if args.measure and not (args.profiler and args.table):
         raise CliError("--measure needs --profiler and --table (the device that owns the table measures)")
     dist = ddp.setup(cfg.device)
+    if cfg.recipe and cfg.target_ms is None and dist.is_main:
+        print("note: the recipe sets how the search runs, not the device's latency target: without --target-ms "
+              "the search has no latency term (the original's 80 ms was a Pixel 1's)", file=sys.stderr)
     try:
-        splits = load_dataset(cfg.dataset, resolution=cfg.resolution, data_dir=cfg.data_dir, seed=cfg.seed,
-                              synthetic_size=cfg.synthetic_size)
+        splits = load_splits(cfg)
         space = make_space(cfg, splits.num_classes)
         # rank 0 talks to the service (and may profile); the others get its answer
         payload: dict = {}
@@ -190,7 +221,12 @@ def run_search(args) -> int:
             raise CliError(payload["error"])
         src = payload["table"]
         res = search(cfg, entries=src.entries if src else None, calibration=src.calibration if src else None,
-                     table_info=src.info if src else None, splits=splits, resume=args.resume)
+                     table_info=src.info if src else None, splits=splits, resume=args.resume, announce=True)
+        if res["stopped"]:
+            if dist.is_main:
+                print(f"stopped at step {res['step']}: checkpoint {res['checkpoint']} "
+                      f"(continue with --resume {res['checkpoint']})")
+            return 0
         if dist.is_main:
             out = derive(res["checkpoint"], Path(cfg.out) / "derived", onnx=not args.no_onnx)
             s = out["summary"]
@@ -219,7 +255,9 @@ def add_derive(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--out", help="default: derived/ beside the checkpoint")
     p.add_argument("--max-ms", type=float, help="override the search's limit")
-    p.add_argument("--no-fill", action="store_true", help="keep the projected argmax; leave unused budget unused")
+    p.add_argument("--fill", action=argparse.BooleanOptionalAction, default=None,
+                   help="spend the budget the projected argmax leaves, up to the fill ceiling (--no-fill: keep "
+                        "the projected argmax; default: as the search was run, i.e. with its --fill)")
     p.add_argument("--no-onnx", action="store_true")
 
 
@@ -227,7 +265,7 @@ def run_derive(args) -> int:
     from search_client.engine.derive import derive
 
     out = derive(args.checkpoint, args.out, max_ms=args.max_ms if args.max_ms is not None else "config",
-                 fill=not args.no_fill, onnx=not args.no_onnx)
+                 fill=args.fill, onnx=not args.no_onnx)
     s = out["summary"]
     print(f"derived: {' '.join(s['choices'])}")
     if s.get("predicted_ms") is not None:
@@ -244,6 +282,9 @@ def add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("arch", help="architecture JSON or ProxylessNAS net.config")
     p.add_argument("--dataset", default=d.dataset, choices=DATASETS)
     p.add_argument("--data-dir")
+    p.add_argument("--val-labels", help="label file of a flat val/: 'FILE CLASS' per line")
+    p.add_argument("--workers", dest="num_workers", type=int, default=d.num_workers,
+                   help="DataLoader workers decoding and augmenting")
     p.add_argument("--synthetic-size", type=int, default=d.synthetic_size)
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)

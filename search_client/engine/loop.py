@@ -1,19 +1,14 @@
-"""Small helpers of the training loops: lr schedule, seeded data loaders, BN on batch stats, the log."""
+"""Small helpers of the training loops: lr schedule, BN on batch stats, the log."""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from shared.files import read_json_lines, write_text_atomic
-
-if TYPE_CHECKING:
-    from search_client.engine.ddp import Dist
 
 
 def trim_log(path: Path, last_epoch: int) -> None:
@@ -28,28 +23,6 @@ def trim_log(path: Path, last_epoch: int) -> None:
 
 def cosine_lr(step: int, total: int, base: float) -> float:
     return 0.5 * base * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
-
-
-def loader(ds: Dataset, *, batch_size: int, dist: Dist, seed: int,
-           num_workers: int = 0) -> tuple[DataLoader, DistributedSampler]:
-    # DistributedSampler in the single-process case too: one code path, seeded, epoch-addressable
-    sampler = DistributedSampler(ds, num_replicas=dist.world, rank=dist.rank, shuffle=True, seed=seed,
-                                 drop_last=True)
-    dl = DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=True,
-                    num_workers=num_workers)
-    if len(dl) == 0:
-        raise ValueError(f"split of {len(ds)} examples gives no batch of {batch_size} per process "
-                         f"on {dist.world} process(es); lower --batch-size")
-    return dl, sampler
-
-
-def endless(dl: DataLoader, sampler: DistributedSampler, epoch: int):
-    """Valid batches for arch steps: reshuffled every pass, a pure function of the epoch (resumable)."""
-    n = 0
-    while True:
-        sampler.set_epoch(epoch * 1009 + n)
-        yield from dl
-        n += 1
 
 
 class bn_batch_stats:  # noqa: N801 - a context manager used like a function

@@ -10,9 +10,13 @@ with ``target_ms`` T, ``w = -rl_tradeoff`` (the original's 0.1, a soft trade); w
 second factor ``(LAT / max_ms) ** -rl_over`` applies only above the limit, and below the fill band
 (``fill * max_ms``) a third, ``(LAT / (fill * max_ms)) ** rl_under``, so a net that leaves the budget
 unused earns less (as the gradient method's fill hinge; zero push inside the band).
-The policy gradient on the same logits is ``mean_j (R_j - b) * grad(-log p(arch_j))``, with ``b``
-a moving average of the mean reward; then the same Adam step as the gradient method. Derive and
-export are shared with it.
+The policy gradient on the same logits is ``mean_j (R_j - b) * grad(-log p(arch_j))``; the baseline
+``b`` first moves ``rl_baseline_decay`` (the original's 0.99) of the way to this step's mean reward,
+``b += 0.99 * (mean_R - b)``, and the gradient is taken against the moved baseline, as the original
+(``nas_manager.py``) does. (Taking it against the previous average, then moving 10% of the way, let
+the baseline lag a rising reward, so most samples looked better than average.) Then the same Adam
+step as the gradient method. The fill factor applies only without ``target_ms`` (as the gradient
+method's pull). Derive and export are shared with it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,20 @@ from search_client.supernet.supernet import SuperNet
 class RLState:
     baseline: float | None = None
     last_reward: float = 0.0
+
+    def update(self, mean_reward: float, weight: float) -> float:
+        """Move the baseline ``weight`` of the way to ``mean_reward`` (start at it); returns it."""
+        if self.baseline is None:
+            self.baseline = mean_reward
+        else:
+            self.baseline += weight * (mean_reward - self.baseline)
+        self.last_reward = mean_reward
+        return self.baseline
+
+
+def policy_loss(rewards: list[float], logps: list[torch.Tensor], baseline: float) -> torch.Tensor:
+    """-mean_j (R_j - b) * log p(arch_j): its gradient is the REINFORCE estimate."""
+    return -sum((r - baseline) * lp for r, lp in zip(rewards, logps, strict=True)) / len(rewards)
 
 
 def reward(acc: float, lat_ms: float | None, *, target_ms: float | None, max_ms: float | None,
@@ -60,26 +78,24 @@ def rl_step(net: SuperNet, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Op
         for _ in range(cfg.rl_batch):
             net.sample("single", gen)
             with torch.no_grad():
-                acc = (net(x).argmax(1) == y).float().mean().item()  # (B, classes) -> scalar
+                correct = (net(x).argmax(1) == y).sum()  # (B, classes) -> scalar
+                acc = float(correct) / max(int((y >= 0).sum()), 1)  # skipped (unreadable) images excluded
             lat_ms = lat.predict(net.sampled_choices()) if lat is not None else None
             rewards.append(reward(acc, lat_ms, target_ms=cfg.target_ms, max_ms=cfg.max_ms,
-                                  tradeoff=cfg.rl_tradeoff, over=cfg.rl_over, fill=cfg.fill,
-                                  under=cfg.rl_under))
+                                  tradeoff=cfg.rl_tradeoff, over=cfg.rl_over,
+                                  fill=cfg.fill if cfg.target_ms is None else 0.0, under=cfg.rl_under))
             logps.append(log_prob(net))
     # each rank scored its own valid batch: average the rewards so every rank takes the same step
     rewards = [r / dist.world for r in ddp.sum_all(rewards, dist)]
     mean_r = sum(rewards) / len(rewards)
-    if state.baseline is None:
-        state.baseline = mean_r
-    loss = -sum((r - state.baseline) * lp for r, lp in zip(rewards, logps, strict=True)) / len(rewards)
+    baseline = state.update(mean_r, cfg.rl_baseline_decay)  # before the gradient, as the original
+    loss = policy_loss(rewards, logps, baseline)
     alphas = net.arch_parameters()
     for a, g in zip(alphas, torch.autograd.grad(loss, alphas), strict=True):
         a.grad = g
     opt.step()
     opt.zero_grad(set_to_none=True)
-    state.baseline += (1 - cfg.rl_baseline_decay) * (mean_r - state.baseline)
-    state.last_reward = mean_r
     return mean_r
 
 
-__all__ = ["RLState", "log_prob", "reward", "rl_step"]
+__all__ = ["RLState", "log_prob", "policy_loss", "reward", "rl_step"]

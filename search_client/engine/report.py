@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch.utils.data import DataLoader
 
+from search_client.data.images import SKIPPED_LABEL
+from search_client.data.loading import to_device
 from search_client.engine import ddp
 from search_client.engine.loop import bn_batch_stats
+from search_client.engine.steps import Precision
 from search_client.latency.constraint import choose_under
 from search_client.latency.model import LatencyModel
 from search_client.supernet.supernet import SuperNet
 
 
 @torch.no_grad()
-def evaluate(net: SuperNet, dl: DataLoader, dist: ddp.Dist, max_batches: int | None) -> float:
+def evaluate(net: SuperNet, dl: DataLoader, dist: ddp.Dist, max_batches: int | None, *,
+             precision: Precision | None = None, channels_last: bool = False) -> float:
+    """Accuracy of the argmax net (BN on batch statistics) over the readable images of ``dl``."""
     net.set_choices()  # argmax path
-    correct = total = 0
-    with bn_batch_stats(net):
-        for i, (x, y) in enumerate(dl):
+    correct = total = torch.zeros((), dtype=torch.int64, device=dist.device)
+    autocast = precision.autocast() if precision is not None else contextlib.nullcontext()
+    with bn_batch_stats(net), autocast:
+        for i, batch in enumerate(dl):
             if max_batches is not None and i >= max_batches:
                 break
-            x, y = x.to(dist.device), y.to(dist.device)
-            correct += int((net(x).argmax(1) == y).sum())  # (B, classes) -> (B,)
-            total += len(y)
-    correct, total = ddp.sum_all([correct, total], dist)
+            x, y = to_device(batch, dist.device, channels_last=channels_last)
+            correct = correct + (net(x).argmax(1) == y).sum()  # (B, classes) -> (B,) -> scalar
+            total = total + (y != SKIPPED_LABEL).sum()
+    correct, total = ddp.sum_all([float(correct), float(total)], dist)
     return correct / max(total, 1)
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader
 from tqdm import tqdm
 
-from search_client.data.datasets import DatasetSplits, load_dataset
+from search_client.data.datasets import DatasetSplits, FolderOptions, load_dataset
 from search_client.engine import checkpoint
 from search_client.engine.ddp import pick_device
 from search_client.engine.loop import cosine_lr
@@ -31,6 +31,7 @@ TRAIN_KIND = "train"
 class TrainConfig:
     dataset: str = "mnist"
     data_dir: str | None = None
+    val_labels: str | None = None  # label file of a flat val/ (ImageNet's)
     synthetic_size: int = 512
     epochs: int = 10
     batch_size: int = 64
@@ -77,7 +78,8 @@ def train_arch(arch: Arch, cfg: TrainConfig | None = None, *, splits: DatasetSpl
     cfg = dataclasses.replace(cfg or TrainConfig(), **overrides)
     device = pick_device(cfg.device)
     splits = splits or load_dataset(cfg.dataset, resolution=arch.resolution, data_dir=cfg.data_dir,
-                                    seed=cfg.seed, synthetic_size=cfg.synthetic_size)
+                                    seed=cfg.seed, synthetic_size=cfg.synthetic_size,
+                                    folder=FolderOptions(val_labels=cfg.val_labels))
     if splits.num_classes != arch.num_classes:
         raise ValueError(f"architecture has {arch.num_classes} classes, dataset {splits.name} has "
                          f"{splits.num_classes}")
@@ -94,7 +96,8 @@ def train_arch(arch: Arch, cfg: TrainConfig | None = None, *, splits: DatasetSpl
     train_ds = ConcatDataset([splits.train, splits.valid]) if cfg.use_valid else splits.train
     gen = torch.Generator().manual_seed(cfg.seed)
     dl = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=gen,
-                    num_workers=cfg.num_workers)
+                    num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
+                    pin_memory=device.type == "cuda")
     if len(dl) == 0:
         raise ValueError(f"{len(train_ds)} training examples give no batch of {cfg.batch_size}")
     opt = torch.optim.SGD(param_groups(net, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,

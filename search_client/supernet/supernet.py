@@ -14,13 +14,12 @@ import torch
 from torch import nn
 
 from search_client.supernet.candidate_init import align_candidates_, align_sep_convs_
-from search_client.supernet.mixed_op import ZERO, MixedOp
+from search_client.supernet.mixed_op import GATE_MODES, ZERO, MixedOp
 from shared.arch import Net
 from shared.ops import build_op, zero_last_bn_
 from shared.spaces import Layer, SearchSpace
 
 WEIGHT_MODE = "single"
-GATE_MODES = ("two", "full")
 
 
 class SearchLayer(nn.Module):
@@ -63,6 +62,7 @@ class SuperNet(nn.Module):
         self.prefix = nn.Sequential(*[build_op(s) for s in space.prefix])
         self.layers = nn.Sequential(*[SearchLayer(layer, aligned_init=aligned_init) for layer in space.layers])
         self.suffix = nn.Sequential(*[build_op(s) for s in space.suffix])
+        self._host_logits: tuple[tuple[int, ...], list[torch.Tensor]] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, R, R) -> (B, classes)
         return self.suffix(self.layers(self.prefix(x)))
@@ -86,15 +86,33 @@ class SuperNet(nn.Module):
 
     # ---- sampling ------------------------------------------------------------------------------
 
+    def host_logits(self) -> list[torch.Tensor]:
+        """A CPU copy of every layer's logits, refreshed only when a logit tensor changed in place (an
+        optimizer step, a rescale, a state-dict load bump its version counter): weight steps between
+        two architecture steps then draw their paths without reading the device."""
+        alphas = self.arch_parameters()
+        versions = tuple(a._version for a in alphas)
+        if self._host_logits is None or self._host_logits[0] != versions:
+            flat = torch.cat([a.detach() for a in alphas]).cpu()  # one copy for all layers
+            self._host_logits = (versions, list(flat.split([a.numel() for a in alphas])))
+        return self._host_logits[1]
+
     def sample(self, mode: str, generator: torch.Generator | None = None) -> None:
-        """``single``: one path per layer (weight step); ``two`` / ``full``: gated (arch step)."""
-        for m in self.mixed_ops:
+        """``single``: one path per layer (weight step); ``two`` / ``full`` / ``full_v2``: gated (arch step)."""
+        if mode != WEIGHT_MODE and mode not in GATE_MODES:
+            raise ValueError(f"sample mode must be one of single, {', '.join(GATE_MODES)}; got {mode!r}")
+        for m, logits in zip(self.mixed_ops, self.host_logits(), strict=True):
             if mode == WEIGHT_MODE:
-                m.sample_path(generator)
-            elif mode in GATE_MODES:
-                m.sample_gates(mode, generator)
+                m.sample_path(generator, logits)
             else:
-                raise ValueError(f"sample mode must be one of single, two, full; got {mode!r}")
+                m.sample_gates(mode, generator, logits)
+
+    def compile_candidates(self, **kwargs) -> None:
+        """``torch.compile`` every candidate op and the fixed prefix / suffix in place: one graph per op,
+        whose shapes never change, instead of one per sampled path of the whole net (a graph per
+        architecture would recompile nearly every step). State-dict keys are unchanged."""
+        for module in [*self.prefix, *self.suffix, *(op for m in self.mixed_ops for op in m.ops.values())]:
+            module.compile(**kwargs)
 
     def set_choices(self, choices: list[str] | None = None) -> None:
         """Fix one path per layer: the given choices, or the argmax ones."""

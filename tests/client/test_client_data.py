@@ -203,3 +203,142 @@ def test_mnist_from_mlxtends_wheel_splits_without_download():
     x, y = a.train[0]
     assert x.shape == (3, 32, 32) and 0 <= y < 10
     assert sorted(set(a.test.targets)) == list(range(10))
+
+
+# ---- image folders at scale: formats, nesting, flat val/, bad files, transforms, seeds ------------
+
+def test_imagefolder_reads_nested_class_folders_in_any_format(tmp_path: Path):
+    from image_folders import write_folder
+
+    write_folder(tmp_path, per_class=6, nested=True, formats=("jpg", "png", "webp", "bmp"))
+    (tmp_path / "red" / "part0" / "readme.txt").write_text("not an image")
+    d = load_dataset("imagefolder", resolution=32, data_dir=str(tmp_path), seed=0)
+    assert d.classes == ["blue", "green", "red"] and len(d.train) + len(d.valid) + len(d.test) == 18
+    assert {p.suffix for ds in (d.train, d.valid, d.test) for p in ds.paths} == {".jpg", ".png", ".webp", ".bmp"}
+    x, y = d.test[0]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and 0 <= y < 3
+    # mean / std estimated from the training images: the normalised training pool is roughly centred
+    assert d.mean is not None and all(0.1 < m < 0.9 for m in d.mean)
+    xs = torch.stack([d.valid[i][0] for i in range(len(d.valid))])
+    assert abs(float(xs.mean())) < 1.0
+
+
+def test_imagefolder_given_mean_std_and_valid_size(tmp_path: Path):
+    from image_folders import write_folder
+
+    from search_client.data.datasets import FolderOptions
+
+    write_folder(tmp_path, per_class=5)
+    opts = FolderOptions(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    d = load_dataset("imagefolder", resolution=16, data_dir=str(tmp_path), valid_size=3, folder=opts)
+    assert len(d.valid) == 3 and d.mean == (0.5, 0.5, 0.5)
+    with pytest.raises(ValueError, match="valid-size"):
+        load_dataset("imagefolder", resolution=16, data_dir=str(tmp_path), valid_size=100, folder=opts)
+
+
+def test_eval_transform_resizes_then_centre_crops(tmp_path: Path):
+    """224 px: the short side goes to 256, then the centre 224 x 224: a border as wide as the crop
+    leaves is cut off, and the centre survives."""
+    from PIL import Image
+
+    from search_client.data.vision import eval_resize, eval_transform
+
+    assert eval_resize(224) == 256 and eval_resize(128) == 147
+    arr = np.zeros((512, 640, 3), dtype=np.uint8)  # (H, W): short side 512 -> 256, so 2x down
+    arr[16:-16, 16:-16] = 255  # a black border 16 px wide: 8 px after the resize, inside the 16 px cut
+    x = eval_transform(224, (0.0,) * 3, (1.0,) * 3)(Image.fromarray(arr))
+    assert x.shape == (3, 224, 224) and float(x.min()) > 0.9
+
+
+def test_train_augmentation_is_a_function_of_the_items_seed(tmp_path: Path):
+    from image_folders import write_folder
+
+    write_folder(tmp_path, per_class=4, size=(80, 60))
+    d = load_dataset("imagefolder", resolution=24, data_dir=str(tmp_path), seed=0)
+    assert d.train.random_transform and not d.valid.random_transform
+    a, b, c = d.train[(0, 7)][0], d.train[(0, 7)][0], d.train[(0, 8)][0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    state = torch.get_rng_state()
+    d.train[(1, 3)]
+    assert torch.equal(state, torch.get_rng_state())  # the caller's generator is left as it was
+
+
+def test_epoch_sampler_resumes_at_its_position_with_the_same_seeds():
+    from search_client.data.loading import EpochSampler, item_seed
+
+    class Items(torch.utils.data.Dataset):
+        random_transform = True
+
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, key):
+            return key
+
+    full = EpochSampler(Items(), world=1, rank=0, seed=3, with_seeds=True)
+    full.set_epoch(2)
+    later = EpochSampler(Items(), world=1, rank=0, seed=3, with_seeds=True)
+    later.set_epoch(2)
+    later.start = 4
+    assert list(later) == list(full)[4:] and len(later) == 6
+    assert all(s == item_seed(3, 2, i) for i, s in full)
+
+
+def test_flat_val_folder_with_a_label_file(tmp_path: Path):
+    from image_folders import image, write_folder
+
+    write_folder(tmp_path / "train", per_class=3)
+    (tmp_path / "val").mkdir()
+    names = []
+    for i, cls in enumerate(["red", "blue", "green", "red"]):
+        name = f"ILSVRC2012_val_{i:08d}.JPEG"
+        image((200, 40, 40), (40, 30), seed=i).save(tmp_path / "val" / name, format="JPEG")
+        names.append((name, cls))
+    with pytest.raises(ValueError, match="--val-labels"):
+        load_dataset("imagefolder", resolution=16, data_dir=str(tmp_path))
+    # LOC_val_solution.csv style: a header, ids without extension, the synset first in the second column
+    labels = tmp_path / "LOC_val_solution.csv"
+    labels.write_text("ImageId,PredictionString\n" + "".join(
+        f"{Path(n).stem},{c} 1 2 3 4\n" for n, c in names))
+    from search_client.data.datasets import FolderOptions
+
+    d = load_dataset("imagefolder", resolution=16, data_dir=str(tmp_path), folder=FolderOptions(str(labels)))
+    by_name = {p.name: y for p, y in zip(d.test.paths, d.test.labels, strict=True)}
+    assert by_name == {n: d.classes.index(c) for n, c in names}
+    # "FILE INDEX" lines (0-based index into the sorted class names) read the same
+    idx = tmp_path / "val.txt"
+    idx.write_text("".join(f"{n} {d.classes.index(c)}\n" for n, c in names))
+    d2 = load_dataset("imagefolder", resolution=16, data_dir=str(tmp_path), folder=FolderOptions(str(idx)))
+    assert dict(zip([p.name for p in d2.test.paths], d2.test.labels, strict=True)) == by_name
+    bad = tmp_path / "bad.txt"
+    bad.write_text(f"{names[0][0]} red\n{names[1][0]} zebra\n")
+    with pytest.raises(ValueError, match="zebra"):
+        load_dataset("imagefolder", resolution=16, data_dir=str(tmp_path), folder=FolderOptions(str(bad)))
+
+
+def test_corrupt_images_are_skipped_with_a_label_the_loss_ignores(tmp_path: Path, capfd):
+    from image_folders import corrupt, write_folder
+
+    from search_client.data.images import SKIPPED_LABEL
+
+    files = write_folder(tmp_path, per_class=4)
+    corrupt(files[1])
+    files[2].write_bytes(b"not a jpeg at all")
+    d = load_dataset("imagefolder", resolution=16, data_dir=str(tmp_path), valid_size=2)
+    everything = torch.utils.data.ConcatDataset([d.train, d.valid, d.test])
+    ys = [y for _, y in DataLoader(everything, batch_size=4, num_workers=2)]  # in workers, never a crash
+    labels = torch.cat(ys)
+    assert int((labels == SKIPPED_LABEL).sum()) == 2 and len(labels) == 12
+    err = capfd.readouterr().err
+    assert "skipping unreadable image" in err and files[2].name in err
+
+
+def test_class_without_images_and_missing_folder_are_refused(tmp_path: Path):
+    from image_folders import write_folder
+
+    write_folder(tmp_path / "data", per_class=2)
+    (tmp_path / "data" / "empty_class").mkdir()
+    with pytest.raises(ValueError, match="empty_class"):
+        load_dataset("imagefolder", resolution=16, data_dir=str(tmp_path / "data"))
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        load_dataset("imagefolder", resolution=16, data_dir=str(tmp_path / "nope"))

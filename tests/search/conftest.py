@@ -84,3 +84,13 @@ def tiny_config(tmp_path: Path) -> Callable[..., SearchConfig]:
         return SearchConfig(**base)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def entries_for() -> Callable[..., dict[str, float]]:
+    """Fake entries of proxyless-mobile at any size and class count."""
+
+    def make(resolution: int, num_classes: int) -> dict[str, float]:
+        return fake_entries(get_space("proxyless-mobile", resolution, 1.0, num_classes))
+
+    return make

@@ -107,3 +107,48 @@ def test_stage_summary_cifar_counts_identity_as_skip():
     rows = stage_summary(space, choices)
     assert [r["depth"] for r in rows] == [0, 1, 1]  # the first stage keeps its width, so all may skip
     assert rows[1]["mean_kernel"] == 5 and rows[1]["mean_expand"] is None
+
+
+# ---- the control: random nets through the same derive ----------------------------------------------
+
+def test_control_puts_a_random_net_through_projection_and_fill():
+    import torch
+    from fill_control import control_choices, peaked_probs
+
+    names = [("big", "mid", "zero"), ("big", "small")]
+    costs = [torch.tensor([10.0, 6.0, 0.0]), torch.tensor([8.0, 2.0])]
+
+    def predict(choices):
+        return 1.0 + sum(float(c[n.index(x)]) for n, c, x in zip(names, costs, choices, strict=True))
+
+    probs = peaked_probs(names, ["mid", "small"])
+    assert [int(p.argmax()) for p in probs] == [1, 1] and all(abs(float(p.sum()) - 1) < 1e-9 for p in probs)
+    # over the budget: projected under it by derive's rule (the least log-probability per ms saved: layer 1
+    # first, 0.41 nats for 6 ms, then layer 0 to zero, 1.1 nats for 10 ms); under it with no ceiling: left
+    # alone; with a ceiling: filled up
+    assert control_choices(names, costs, predict, ["big", "big"], 12.0, None) == (["zero", "small"], 3.0)
+    assert control_choices(names, costs, predict, ["zero", "small"], 20.0, None) == (["zero", "small"], 3.0)
+    filled, ms = control_choices(names, costs, predict, ["zero", "small"], 20.0, 19.0)
+    assert 3.0 < ms <= 19.0 and ms == predict(filled)
+
+
+def test_attribution_splits_the_lead_into_fill_and_search():
+    from fill_control import attribution, format_attribution
+    from outcome_page import page
+
+    controls = [dict(_searched("p25", 0.13, 0.12, acc), name=f"c{i}", kind="control")
+                for i, acc in enumerate([0.82, 0.84, 0.86, 0.88])]
+    row = _searched("p25", 0.13, 0.125, 0.90)
+    (a,) = attribution([row], controls, RANDOMS)
+    # random nets at <= 0.125 ms: 0.80 and 0.70 -> p75 0.775; controls' p75 0.865
+    assert a["random_q"] == pytest.approx(0.775) and a["control_q"] == pytest.approx(0.865)
+    assert a["fill_part"] == pytest.approx(0.09) and a["search_part"] == pytest.approx(0.035) and a["beats_control"]
+    assert "beats control" in format_attribution([a])
+    results = {"args": {"train_epochs": 1, "train_images": 256, "seeds": [0], "random": 5, "search_args": "",
+                        "fill": 0.9, "control": 4, "quick": True},
+               "spaces": [{"space": "proxyless-mobile", "resolution": 28, "dataset": "mnist", "searched": [row],
+                           "nofill": [], "randoms": RANDOMS, "attribution": {"grad": [a]},
+                           "targets": {"grad": check_targets([row], RANDOMS)}}]}
+    text = page(results, "make bench-search QUICK=1")
+    assert "which part of the win is the search" in text and "from `--quick`" in text
+    assert "fill (control over random) +9.0 points and the search (searched over control) +3.5 points" in text

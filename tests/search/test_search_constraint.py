@@ -67,7 +67,8 @@ def test_hinge_is_decided_on_the_full_expectation_with_the_two_path_gradient():
     # two-path E over the limit, full E under: no penalty, no gradient
     two = torch.tensor(30.0, requires_grad=True)
     pen = over_limit_penalty(two, 25.0, 1.0, full_ms=torch.tensor(20.0))
-    assert float(pen) == 0.0 and not pen.requires_grad
+    pen.backward()
+    assert float(pen) == 0.0 and float(two.grad) == 0.0
     # two-path E under the limit, full E over: the penalty is the full one, its gradient goes to the pair
     two = torch.tensor(10.0, requires_grad=True)
     pen = over_limit_penalty(two, 20.0, 2.0, full_ms=torch.tensor(30.0))
@@ -150,3 +151,20 @@ def test_a_nan_prediction_or_probability_or_limit_ends_it_with_an_error():
         project_under(NAMES, probs([float("nan"), 0.3, 0.1], [0.9, 0.1], [0.5, 0.5]), COSTS, predict, 20.0)
     with pytest.raises(BadLatencyError, match="must be a finite number"):
         fill_up(NAMES, p, COSTS, predict, ["zero", "small", "small"], float("nan"))
+
+
+def test_with_a_target_the_fill_pull_never_overrides_add_linear():
+    """target 30 ms, limit 100 ms, E[LAT] 40 ms (under the fill band of 90 ms): add#linear's slope
+    lam / T pushes E[LAT] down toward the target; the fill hinge's 1 / max_ms would pull it up."""
+    from search_client.engine.config import SearchConfig
+    from search_client.engine.steps import arch_loss
+
+    with_target = SearchConfig(target_ms=30.0, max_ms=100.0, fill=0.9, loss="add#linear", reg_lambda=0.1)
+    e = torch.tensor(40.0, requires_grad=True)
+    arch_loss(torch.tensor(1.0), e, with_target, full_ms=torch.tensor(40.0)).backward()
+    assert float(e.grad) == pytest.approx(0.1 / 30.0)
+    # without a target the pull is there (when asked for): it spends the budget
+    limit_only = SearchConfig(max_ms=100.0, fill=0.9)
+    e = torch.tensor(40.0, requires_grad=True)
+    arch_loss(torch.tensor(1.0), e, limit_only, full_ms=torch.tensor(40.0)).backward()
+    assert float(e.grad) == pytest.approx(-1.0 / 100.0)

@@ -138,8 +138,8 @@ def test_reinforce_reward_trades_latency_softly_and_punishes_only_over_the_limit
     assert reward(0.8, 9.5, target_ms=None, max_ms=10.0, **fill) == 0.8
 
 
-def test_a_loose_limit_is_spent_not_left(tiny_config, digits, entries, tmp_path):
-    res = search(tiny_config(max_ms=80.0, epochs=1), entries=entries, splits=digits)
+def test_a_loose_limit_is_spent_not_left_when_fill_is_asked_for(tiny_config, digits, entries, tmp_path):
+    res = search(tiny_config(max_ms=80.0, epochs=1, fill=0.9), entries=entries, splits=digits)
     as_searched = derive(res["checkpoint"], tmp_path / "cfg", onnx=False)["summary"]
     assert res["predicted_ms"] == pytest.approx(as_searched["predicted_ms"])  # the search reports what derive writes
     # A limit well above what the argmax costs, wherever this machine's search converged (the search pulls
@@ -149,3 +149,41 @@ def test_a_loose_limit_is_spent_not_left(tiny_config, digits, entries, tmp_path)
     off = derive(res["checkpoint"], tmp_path / "off", max_ms=loose, fill=False, onnx=False)["summary"]
     assert off["fills"] == [] and on["fills"]
     assert off["predicted_ms"] < on["predicted_ms"] <= on["fill_ceiling_ms"] == pytest.approx(loose * 0.95)
+
+
+def test_fill_is_opt_in(tiny_config, digits, entries, tmp_path):
+    res = search(tiny_config(max_ms=80.0, epochs=0), entries=entries, splits=digits)  # fill defaults to 0
+    loose = 1.25 * derive(res["checkpoint"], tmp_path / "cfg", onnx=False)["summary"]["argmax_predicted_ms"]
+    default = derive(res["checkpoint"], tmp_path / "default", max_ms=loose, onnx=False)["summary"]
+    forced = derive(res["checkpoint"], tmp_path / "forced", max_ms=loose, fill=True, onnx=False)["summary"]
+    assert default["fills"] == [] and default["fill_ceiling_ms"] is None
+    assert forced["fills"] and forced["predicted_ms"] > default["predicted_ms"]
+
+
+def test_reinforce_moves_its_baseline_before_the_gradient():
+    """The original: baseline += 0.99 * (mean - baseline), then the gradient against it. With weight 1
+    and one sample the baseline becomes the sample's reward, its advantage is 0 and the logits stay;
+    against the previous baseline (10) they would move."""
+    from types import SimpleNamespace
+
+    from search_client.engine import ddp
+    from search_client.engine.reinforce import RLState, policy_loss, rl_step
+    from search_client.supernet.supernet import SuperNet
+    from shared.spaces import get_space
+
+    state = RLState(baseline=0.5)
+    assert state.update(1.0, 0.99) == pytest.approx(0.995) and state.last_reward == 1.0
+    lp = torch.tensor(-1.0, requires_grad=True)
+    policy_loss([1.0], [lp], state.baseline).backward()
+    assert float(lp.grad) == pytest.approx(-(1.0 - 0.995))
+
+    torch.manual_seed(0)
+    net = SuperNet(get_space("proxyless-cifar", 8, 1.0, 10))
+    before = [a.detach().clone() for a in net.arch_parameters()]
+    opt = torch.optim.Adam(net.arch_parameters(), lr=0.1, betas=(0.0, 0.999))
+    cfg = SimpleNamespace(rl_batch=1, rl_baseline_decay=1.0, target_ms=None, max_ms=None, rl_tradeoff=0.1,
+                          rl_over=2.0, fill=0.0, rl_under=0.5)
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
+    rl_step(net, x, y, opt, None, torch.Generator().manual_seed(0), ddp.Dist(), cfg, RLState(baseline=10.0))
+    for a, b in zip(net.arch_parameters(), before, strict=True):
+        assert torch.equal(a.detach(), b)

@@ -147,3 +147,51 @@ def test_arch_step_with_zero_active_gives_finite_grads_everywhere():
             if m.names[m.active] == "zero":  # the edge still learns, from the inactive path
                 assert g[m.involved].abs().sum() > 0
     assert zero_active
+
+
+def test_full_v2_gives_full_modes_gradients_with_one_path_in_the_forward():
+    for seed in range(4):  # several draws, so the active path is zero in some and a real op in others
+        full, v2 = toy_op(), toy_op()
+        x = torch.randn(3, 4, requires_grad=True)
+        x2 = x.detach().clone().requires_grad_()
+        w = torch.randn(3, 4)
+        full.sample_gates("full", torch.Generator().manual_seed(seed))
+        v2.sample_gates("full_v2", torch.Generator().manual_seed(seed))
+        assert (full.active, full.involved) == (v2.active, v2.involved) and v2.mode == "full_v2"
+        ran = []
+        for name, op in v2.ops.items():
+            op.register_forward_hook(lambda m, i, o, name=name, ran=ran: ran.append(name))
+        y = v2(x2)
+        active = v2.names[v2.active]
+        if active != "zero":  # (with zero active it runs as full: no active output to recompute around)
+            assert ran == [active]  # the forward ran the active path alone
+        (w * full(x)).sum().backward()
+        (w * y).sum().backward()
+        torch.testing.assert_close(v2.alpha.grad, full.alpha.grad)
+        torch.testing.assert_close(v2.alpha.grad, expected_alpha_grad(v2, x.detach(), w, list(range(v2.n))))
+        torch.testing.assert_close(x2.grad, x.grad)
+        if active != "zero":  # no weight gradient: the architecture step needs none
+            assert all(p.grad is None for p in v2.ops.parameters())
+
+
+def test_supernet_draws_paths_from_a_host_copy_refreshed_when_the_logits_change():
+    net = SuperNet(get_space("proxyless-cifar", 8, 1.0, 10))
+    first = net.host_logits()
+    assert net.host_logits() is first  # unchanged logits: no new copy
+    opt = torch.optim.Adam(net.arch_parameters(), lr=0.5)
+    for a in net.arch_parameters():
+        a.grad = torch.randn_like(a)
+    opt.step()
+    fresh = net.host_logits()
+    assert fresh is not first
+    for h, a in zip(fresh, net.arch_parameters(), strict=True):
+        assert torch.equal(h, a.detach())
+    # the same draws as from the logits themselves
+    net.sample("single", torch.Generator().manual_seed(5))
+    by_copy = net.sampled_choices()
+    for m in net.mixed_ops:
+        m.sample_path(None)
+    gen = torch.Generator().manual_seed(5)
+    for m in net.mixed_ops:
+        m.sample_path(gen)
+    assert net.sampled_choices() == by_copy

@@ -82,3 +82,19 @@ def test_onnx_export_matches_torch(tmp_path):
     path = export_onnx(standalone, 32, tmp_path / "net.onnx")
     diff = check_onnx(standalone, path, 32, batch=3)
     assert diff <= 1e-4
+
+
+def test_compiled_candidates_keep_state_dict_keys_and_outputs():
+    torch.manual_seed(0)
+    net = SuperNet(get_space("proxyless-cifar", 8, 1.0, 10)).eval()
+    ref = SuperNet(get_space("proxyless-cifar", 8, 1.0, 10)).eval()
+    ref.load_state_dict(net.state_dict())
+    keys = list(net.state_dict())
+    net.compile_candidates(backend="eager")  # dynamo tracing per op; the inductor backend on a GPU run
+    assert list(net.state_dict()) == keys
+    x = torch.randn(2, 3, 8, 8)
+    choices = [layer.candidates[0] for layer in net.space.layers]
+    net.set_choices(choices)
+    ref.set_choices(choices)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref(x))
