@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from search_client.cli.clock import add_clock, run_clock
@@ -33,9 +33,13 @@ def _client(args):
     return ProfilerClient(args.profiler, api_key=args.api_key)
 
 
-def _add_table_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    p.add_argument("--profiler", help="profiler service URL, e.g. http://127.0.0.1:8000")
-    p.add_argument("--table", help="table id on that service (see the tables command)")
+def _add_table_args(p: argparse.ArgumentParser, required: bool = True, repeat: bool = False) -> None:
+    many = {"action": "append"} if repeat else {}
+    p.add_argument("--profiler", help="profiler service URL, e.g. http://127.0.0.1:8000"
+                   + ("; once per --table where the tables live on several devices" if repeat else ""), **many)
+    p.add_argument("--table", help="table id on that service (see the tables command)"
+                   + ("; repeat it, each with its own --max-ms, for a net that must meet several budgets"
+                      if repeat else ""), **many)
     p.add_argument("--table-file", help="offline table: our table JSON, {KEY: ms}, or the published yaml")
     p.add_argument("--api-key", default=os.environ.get("PROFILER_API_KEY"))
     p.set_defaults(table_required=required)
@@ -105,7 +109,7 @@ def _measure(args, table_id: str, arch) -> None:
 def add_search(p: argparse.ArgumentParser) -> None:
     """Flags that set a SearchConfig field are absent from the parsed namespace unless given, so a
     recipe's value survives unless a flag overrides it (``engine.config.resolve``)."""
-    _add_table_args(p, required=False)
+    _add_table_args(p, required=False, repeat=True)
     d = SearchConfig()
 
     def opt(*flags: str, help: str = "", **kw) -> None:  # noqa: A002 - argparse's own keyword
@@ -144,7 +148,8 @@ def add_search(p: argparse.ArgumentParser) -> None:
         help="Adam lr of the architecture logits (default: 100 / planned architecture steps, "
              "10 / steps for reinforce, at least the original's 1e-3, at most 1.0)")
     opt("--target-ms", type=float)
-    opt("--max-ms", type=float, help="hard limit on the derived net's predicted latency")
+    opt("--max-ms", type=float, action="append",
+        help="hard limit on the derived net's predicted latency; with several --table, one each, in order")
     opt("--fill", type=float,
         help="with --max-ms and no --target-ms: pull E[LAT] up to fill x max-ms during the search, and spend "
              "the budget the derived net leaves (e.g. 0.9; 0: off, derive the projected argmax)")
@@ -193,6 +198,7 @@ def run_search(args) -> int:
     from search_client.engine.search import load_splits, make_space, search
     from search_client.report.plots import write_report
 
+    extra_tables = split_tables(args)  # args keeps the first table; the others are budgets beside it
     names = {f.name for f in fields(SearchConfig)}
     cfg = resolve(args.recipe, {k: v for k, v in vars(args).items() if k in names and k != "recipe"})
     cfg.progress = not args.no_progress
@@ -213,6 +219,8 @@ def run_search(args) -> int:
                                           progress=cfg.progress)
                 if cfg.target_ms is not None or cfg.max_ms is not None:
                     _calibrated(args, space, payload["table"], progress=cfg.progress)
+                payload["budgets"] = [table_budget(args, space, more, progress=cfg.progress)
+                                      for more in extra_tables]
             except Exception as e:  # noqa: BLE001 - forwarded to every rank, then raised there
                 payload["error"] = f"{type(e).__name__}: {e}" if not isinstance(e, CliError | ValueError) \
                     else str(e)
@@ -221,7 +229,8 @@ def run_search(args) -> int:
             raise CliError(payload["error"])
         src = payload["table"]
         res = search(cfg, entries=src.entries if src else None, calibration=src.calibration if src else None,
-                     table_info=src.info if src else None, splits=splits, resume=args.resume, announce=True)
+                     table_info=src.info if src else None, splits=splits, resume=args.resume, announce=True,
+                     budgets=payload["budgets"])
         if res["stopped"]:
             if dist.is_main:
                 print(f"stopped at step {res['step']}: checkpoint {res['checkpoint']} "
@@ -233,14 +242,68 @@ def run_search(args) -> int:
             print(f"derived: {' '.join(s['choices'])}")
             if s.get("predicted_ms") is not None:
                 print(f"predicted latency {s['predicted_ms']:.3f} ms" + _swaps_note(s))
+            for table in s.get("tables", []):
+                verdict = "within" if table["predicted_ms"] <= table["max_ms"] else "over"
+                print(f"  {table['label']}: predicted {table['predicted_ms']:.3f} ms, {verdict} its budget "
+                      f"{table['max_ms']:g} ms")
             for name, path in out["paths"].items():
                 print(f"  {name:10s} {path}")
             if args.measure:
                 res = _measure(args, args.table, out["arch"])
                 write_report(cfg.out, network=res.model_dump(mode="json"))  # adds latency.png
+                for budget in payload["budgets"]:
+                    print(f"on {budget.label}:")
+                    _measure(argparse.Namespace(**{**vars(args), "profiler": budget.profiler}), budget.table_id,
+                             out["arch"])
     finally:
         ddp.cleanup()
     return 0
+
+
+def split_tables(args) -> list[ExtraTable]:
+    """``--table A --max-ms X --table B --max-ms Y [--profiler P | --profiler P --profiler Q]``: the first
+    table (and its limit and profiler) stay on ``args`` as a single search's would; the others come back."""
+    tables, limits, profilers = args.table or [], getattr(args, "max_ms", None) or [], args.profiler or []
+    if len(tables) > 1:
+        if len(limits) != len(tables):
+            raise CliError(f"{len(tables)} --table given: give a --max-ms for each, in the same order "
+                           f"(got {len(limits)})")
+        if len(profilers) not in (1, len(tables)):
+            raise CliError(f"{len(tables)} --table given: give one --profiler for all or one for each "
+                           f"(got {len(profilers)})")
+        if getattr(args, "table_file", None):
+            raise CliError("several tables come from profilers (--profiler/--table), not with --table-file")
+    elif len(limits) > 1:
+        raise CliError(f"--max-ms given {len(limits)} times for one table")
+    if len(profilers) > 1 and len(tables) <= 1:
+        raise CliError(f"--profiler given {len(profilers)} times for {len(tables)} table(s)")
+    profilers = profilers * len(tables) if len(profilers) == 1 else profilers
+    extra = [ExtraTable(profilers[i], tables[i], limits[i]) for i in range(1, len(tables))]
+    args.table = tables[0] if tables else None
+    args.profiler = profilers[0] if profilers else None
+    if limits:
+        args.max_ms = limits[0]
+    return extra
+
+
+@dataclass(frozen=True)
+class ExtraTable:
+    profiler: str
+    table: str
+    max_ms: float
+
+
+def table_budget(args, space, more: ExtraTable, *, progress: bool):
+    """Fetch one more table (profiling what it lacks, as for the first) and its calibration for this space."""
+    from search_client.latency.budgets import TableBudget
+    from search_client.remote.tables import fetch_table
+
+    one = argparse.Namespace(**{**vars(args), "profiler": more.profiler, "table": more.table, "table_file": None})
+    with _client(one) as client:
+        src = fetch_table(client, more.table, space, profile_missing=args.profile_missing, progress=progress)
+    _calibrated(one, space, src, progress=progress)
+    label = f"{src.info.get('backend', 'table')} table {more.table} at {more.profiler}"
+    return TableBudget(label, src.entries, src.calibration, more.max_ms, more.profiler, more.table)
 
 
 def _swaps_note(s: dict) -> str:

@@ -14,6 +14,7 @@ from torch import nn
 
 from search_client.engine import checkpoint
 from search_client.engine.search import CKPT_KIND, SearchConfig, latency_model, make_space
+from search_client.latency.budgets import Limit, TableBudget, joint_costs, joint_predict
 from search_client.latency.constraint import choose_under, fill_ceiling
 from search_client.report.plots import write_report
 from search_client.supernet.supernet import SuperNet
@@ -79,6 +80,32 @@ def load_supernet(path: str | os.PathLike) -> tuple[SuperNet, SearchConfig, dict
     return net, cfg, ckpt
 
 
+def _derive_under_all(net: SuperNet, cfg: SearchConfig, ckpt: dict, lat, limit: float | None,
+                      budgets: list[TableBudget], probs: list[torch.Tensor], fill: bool | None,
+                      summary: dict) -> list[str]:
+    """The argmax projected under every table's limit at once (and filled while under every ceiling)."""
+    if limit is None:
+        raise ValueError("a search over several tables derives under every table's --max-ms; give the first")
+    space = net.space
+    first = Limit(str((ckpt.get("table") or {}).get("id", "first table")), lat, limit)
+    limits = [first, *(Limit(b.label, latency_model(b.entries, space, b.calibration), b.max_ms) for b in budgets)]
+    filling = cfg.fill > 0 if fill is None else fill
+    ceiling = None
+    if filling:  # each table's ceiling over its own limit; the tightest one holds for all
+        calibrations = [ckpt.get("calibration") if lat.calibration is not None else None,
+                        *(b.calibration for b in budgets)]
+        ceiling = min(fill_ceiling(lim.max_ms, cal, cfg.fill_margin) / lim.max_ms
+                      for lim, cal in zip(limits, calibrations, strict=True))
+    proj, filled = choose_under([m.names for m in net.mixed_ops], probs, joint_costs(limits),
+                                joint_predict(limits), 1.0, ceiling)
+    summary.update(predicted_ms=lat.predict(filled.choices), argmax_predicted_ms=lat.predict(net.derive()),
+                   swaps=proj.swaps, fills=filled.swaps, fill_ceiling_ms=ceiling and ceiling * limit,
+                   target_ms=cfg.target_ms,
+                   tables=[{"label": lim.label, "max_ms": lim.max_ms, "predicted_ms": lim.lat.predict(filled.choices)}
+                           for lim in limits])
+    return filled.choices
+
+
 def derive(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
            max_ms: float | None | str = "config", fill: bool | None = None, onnx: bool = True,
            atol: float = ONNX_ATOL) -> dict:
@@ -94,7 +121,10 @@ def derive(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     probs = [p.detach() for p in net.full_probs()]
     summary: dict = {"source": str(ckpt_path), "epoch": ckpt["epoch"], "step": ckpt["step"],
                      "argmax": net.derive(), "max_ms": limit}
-    if lat is not None:
+    budgets = [TableBudget.from_dict(b) for b in ckpt.get("extra_budgets") or []]
+    if lat is not None and budgets:
+        choices = _derive_under_all(net, cfg, ckpt, lat, limit, budgets, probs, fill, summary)
+    elif lat is not None:
         filling = cfg.fill > 0 if fill is None else fill
         calibration = ckpt.get("calibration") if lat.calibration is not None else None
         ceiling = fill_ceiling(limit, calibration, cfg.fill_margin) if filling else None

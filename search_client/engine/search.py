@@ -46,6 +46,7 @@ from search_client.engine.reinforce import RLState, rl_step
 from search_client.engine.report import arch_report, evaluate
 from search_client.engine.steps import Precision, arch_loss, arch_step, weight_step  # noqa: F401
 from search_client.engine.stopping import StopRequest
+from search_client.latency.budgets import Limit, TableBudget
 from search_client.latency.constraint import check_feasible, fill_ceiling
 from search_client.latency.losses import check_target, mul_log_unit
 from search_client.latency.model import LatencyModel, calibration_fits
@@ -136,6 +137,24 @@ def _payload(cfg, space, pos: Position, tally: Tally, net, w_opt, a_opt, rep, rn
             "calibration": calibration, "rl_baseline": rl.baseline, **extra}
 
 
+def extra_limits(cfg: SearchConfig, space: SearchSpace, lat: LatencyModel | None, budgets: list[TableBudget],
+                 device: torch.device) -> list[Limit]:
+    """The other tables' limits, each checked as the first table's is: feasible on its own table."""
+    if not budgets:
+        return []
+    if lat is None or cfg.max_ms is None:
+        raise ValueError("several tables need a --max-ms for each, the first one's included")
+    if cfg.arch_algo != "grad":
+        raise ValueError("several tables need --arch-algo grad (each table's limit is a hinge on its own E[LAT])")
+    limits = []
+    for budget in budgets:
+        model = latency_model(budget.entries, space, budget.calibration)
+        check_feasible([layer.candidates for layer in space.layers], model.layer_costs, model.predict,
+                       budget.max_ms)
+        limits.append(Limit(budget.label, model.to(device), budget.max_ms))
+    return limits
+
+
 def _rng_states(gen: torch.Generator, dist: ddp.Dist) -> list:
     rngs = [checkpoint.rng_state(gen)]
     if dist.enabled:  # every rank's stream, so a resumed DDP run continues each one exactly
@@ -146,9 +165,10 @@ def _rng_states(gen: torch.Generator, dist: ddp.Dist) -> list:
 
 def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibration: dict | None = None,
            table_info: dict | None = None, splits: DatasetSplits | None = None,
-           resume: str | None = None, announce: bool = False) -> dict:
+           resume: str | None = None, announce: bool = False, budgets: list[TableBudget] | None = None) -> dict:
     """Run (or continue) a search; returns {"checkpoint", "choices", "predicted_ms", "stopped", ...} on
-    every rank. ``announce``: print the resolved configuration (rank 0)."""
+    every rank. ``announce``: print the resolved configuration (rank 0). ``budgets``: more tables, each
+    with its own hard limit, that the derived net must meet as well (latency/budgets.py)."""
     dist = ddp.setup(cfg.device)
     out = Path(cfg.out)
     ckpt = checkpoint.load(resume, CKPT_KIND) if resume else None
@@ -174,6 +194,8 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
         log_unit = check_log_range(lat, cfg)
         lat.to(dist.device)
     ceiling = derive_ceiling(cfg, lat, calibration)
+    budgets = list(budgets or [])
+    extra = extra_limits(cfg, space, lat, budgets, dist.device)
     channels_last = cfg.channels_last if cfg.channels_last is not None else dist.device.type == "cuda"
 
     torch.manual_seed(cfg.seed)  # identical init on every rank (then broadcast to make it certain)
@@ -226,9 +248,10 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
     def save(position: Position, tally: Tally, valid: StreamPosition | None, rep: dict | None = None) -> None:
         rngs = _rng_states(gen, dist)
         if dist.is_main:
-            checkpoint.save(out / "ckpt.pt", _payload(cfg, space, position, tally, net, w_opt, a_opt,
-                                                      rep or arch_report(net, lat, cfg.max_ms, ceiling), rngs,
-                                                      lat, table_info, calibration, rl, dist, valid))
+            payload = _payload(cfg, space, position, tally, net, w_opt, a_opt,
+                               rep or arch_report(net, lat, cfg.max_ms, ceiling), rngs, lat, table_info,
+                               calibration, rl, dist, valid)
+            checkpoint.save(out / "ckpt.pt", {**payload, "extra_budgets": [b.to_dict() for b in budgets]})
         ddp.barrier(dist)
 
     end_epoch = total_epochs if cfg.stop_after is None else min(total_epochs, pos.epoch + cfg.stop_after)
@@ -263,7 +286,7 @@ def search(cfg: SearchConfig, *, entries: dict[str, float] | None = None, calibr
                     if cfg.arch_algo == "reinforce":
                         rl_step(net, vx, vy, a_opt, lat, gen, dist, cfg, rl)
                     else:
-                        arch_step(net, vx, vy, a_opt, lat, gen, dist, cfg, precision, log_unit)
+                        arch_step(net, vx, vy, a_opt, lat, gen, dist, cfg, precision, log_unit, extra)
                     pos.arch_steps += 1
                 bar.update(1)
                 if dist.is_main and cfg.progress and pos.step % cfg.log_every == 0:  # the step's only reads

@@ -8,6 +8,7 @@ branches, and paths are drawn from a host copy of the logits (``SuperNet.host_lo
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 
 from search_client.data.images import SKIPPED_LABEL
 from search_client.engine import ddp
+from search_client.latency.budgets import Limit, extra_penalty
 from search_client.latency.constraint import over_limit_penalty, under_fill_penalty
 from search_client.latency.losses import latency_loss
 from search_client.latency.model import LatencyModel
@@ -104,7 +106,9 @@ def arch_loss(ce: torch.Tensor, expected_ms: torch.Tensor | None, cfg,
 
 def arch_step(net: SuperNet, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer,
               lat: LatencyModel | None, gen: torch.Generator, dist: ddp.Dist, cfg,
-              precision: Precision | None = None, log_unit_ms: float | None = None) -> torch.Tensor:
+              precision: Precision | None = None, log_unit_ms: float | None = None,
+              extra: Sequence[Limit] = ()) -> torch.Tensor:
+    """``extra``: the other tables' limits, each a hinge on its own E[LAT] (latency/budgets.py)."""
     precision = precision or Precision("off", x.device)
     net.sample(cfg.grad_mode, gen)
     with precision.autocast():
@@ -116,6 +120,8 @@ def arch_step(net: SuperNet, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.
         with torch.no_grad():
             full = lat.expected_latency(net.full_probs())
     loss = arch_loss(ce, expected, cfg, full, log_unit_ms)
+    if extra:
+        loss = loss + extra_penalty(extra, net.arch_probs(), net.full_probs(), cfg.max_penalty, ce)
     alphas = net.arch_parameters()
     # grads of the logits only: the weight-gradient kernels are skipped, and no weight .grad is touched
     grads = torch.autograd.grad(precision.arch.scale(loss), alphas, allow_unused=True)

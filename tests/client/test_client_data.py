@@ -208,7 +208,7 @@ def test_mnist_from_mlxtends_wheel_splits_without_download():
 # ---- image folders at scale: formats, nesting, flat val/, bad files, transforms, seeds ------------
 
 def test_imagefolder_reads_nested_class_folders_in_any_format(tmp_path: Path):
-    from image_folders import write_folder
+    from tests.image_folders import write_folder
 
     write_folder(tmp_path, per_class=6, nested=True, formats=("jpg", "png", "webp", "bmp"))
     (tmp_path / "red" / "part0" / "readme.txt").write_text("not an image")
@@ -224,7 +224,7 @@ def test_imagefolder_reads_nested_class_folders_in_any_format(tmp_path: Path):
 
 
 def test_imagefolder_given_mean_std_and_valid_size(tmp_path: Path):
-    from image_folders import write_folder
+    from tests.image_folders import write_folder
 
     from search_client.data.datasets import FolderOptions
 
@@ -251,7 +251,7 @@ def test_eval_transform_resizes_then_centre_crops(tmp_path: Path):
 
 
 def test_train_augmentation_is_a_function_of_the_items_seed(tmp_path: Path):
-    from image_folders import write_folder
+    from tests.image_folders import write_folder
 
     write_folder(tmp_path, per_class=4, size=(80, 60))
     d = load_dataset("imagefolder", resolution=24, data_dir=str(tmp_path), seed=0)
@@ -334,7 +334,7 @@ def test_corrupt_images_are_skipped_with_a_label_the_loss_ignores(tmp_path: Path
 
 
 def test_class_without_images_and_missing_folder_are_refused(tmp_path: Path):
-    from image_folders import write_folder
+    from tests.image_folders import write_folder
 
     write_folder(tmp_path / "data", per_class=2)
     (tmp_path / "data" / "empty_class").mkdir()

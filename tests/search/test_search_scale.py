@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from image_folders import write_folder
+from tests.image_folders import write_folder
 
 from search_client.cli.main import main
 from search_client.engine import checkpoint
