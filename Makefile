@@ -29,7 +29,7 @@ bench-table: install
 	$(PY) bench/profile_table.py
 
 bench-memory: install
-	$(PY) bench/supernet_memory.py
+	$(PY) bench/supernet_memory.py --md docs/results/supernet_memory.md
 
 # Every runtime at 160 px (about an hour on 2 cores); the resolution grid: bench/fidelity.py --md docs/results/fidelity.md
 bench-fidelity: install
@@ -37,7 +37,7 @@ bench-fidelity: install
 
 # The API under 10 / 50 / 200 clients while a job profiles (needs 2 CPUs: server + load on one, benchmark on the other).
 bench-load: install
-	$(PY) bench/api_load.py
+	$(PY) bench/api_load.py --clients 0,10,50,200,hostile --md docs/results/api_load.md
 
 # Lookups while 64 connections stall their request bodies and 20 clients import ~480 KB tables at once.
 bench-hostile: install

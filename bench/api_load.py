@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import gzip
+import io
 import json
 import os
 import random
@@ -237,7 +239,38 @@ def main() -> None:
                    help="re-pull the whole table every time (no If-None-Match): the issue's first bench")
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--bench-cpu", type=int, default=1)
+    p.add_argument("--md", help="also write the printed report as the results page here (whole)")
     args = p.parse_args()
+    if args.md:
+        with report_page(Path(args.md), " ".join(["python bench/api_load.py", *sys.argv[1:]])):
+            run(args)
+    else:
+        run(args)
+
+
+@contextlib.contextmanager
+def report_page(page: Path, command: str):
+    """What the bench prints, kept and written as the page when it ends (the terminal still sees it)."""
+    kept = io.StringIO()
+
+    class Tee(io.TextIOBase):
+        def write(self, text: str) -> int:
+            kept.write(text)
+            return sys.__stdout__.write(text)
+
+    with contextlib.redirect_stdout(Tee()):
+        yield
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text("\n".join([
+        "# The API under load and under attack", "",
+        "One real server (SQLite) pinned to one CPU, its benchmark child on the other, a 10,000-entry table; each",
+        "level runs a profiling job while that many clients pull the table and send lookups; the hostile level",
+        "times lookups while 64 connections stall their request bodies and 20 clients import tables at once.", "",
+        f"Regenerate: `make bench-load` (this page: `{command}`).", "", "```", kept.getvalue().rstrip(), "```", ""]))
+    print(f"wrote {page}")
+
+
+def run(args) -> None:
     tokens = [c.strip() for c in args.clients.split(",") if c.strip()]
     levels = [int(c) for c in tokens if c != "hostile"]
     os.sched_setaffinity(0, {args.server_cpu})  # the load generator shares the server's CPU, not the child's

@@ -128,6 +128,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--resolution", type=int, default=224)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--md", help="write the results page here (whole)")
     ap.add_argument("--case", help=argparse.SUPPRESS)  # the child's entry point
     args = ap.parse_args()
     if args.case:
@@ -160,6 +161,29 @@ def main() -> None:
     print(f"step-only growth (peak - before): standalone {ss:.0f}MB, gated {gs:.0f}MB, darts {ds:.0f}MB; "
           f"darts/gated {ds / gs:.2f}")
     print(f"step time gated/standalone {g['step_s'] / s['step_s']:.2f}, darts/gated {d['step_s'] / g['step_s']:.2f}")
+    if args.md:
+        write_page(Path(args.md), rows, args)
+
+
+def write_page(page: Path, rows: dict, args) -> None:
+    """The results page, whole: the three cases and the two ratios the design rests on."""
+    s, g, d = rows["standalone"], rows["gated"], rows["darts"]
+    lines = ["# Supernet memory", "",
+             "Why binary gates: a gated supernet trains in about the memory of one network, while a DARTS-style",
+             "mixed op keeps every candidate's activations. proxyless-mobile at "
+             f"{args.resolution} px, batch {args.batch}, {args.threads} thread(s); each case in a fresh process, "
+             "peak RSS after a warm-up step and the timed steps.", "",
+             "Regenerate: `make bench-memory`.", "",
+             "| case | parameters | RSS before | peak RSS | step |", "|---|---|---|---|---|",
+             *(f"| {r['case']} | {r['params_m']:.2f} M | {r['rss_before_mb']:.0f} MB | {r['peak_rss_mb']:.0f} MB | "
+               f"{r['step_s']:.2f} s |" for r in rows.values()), "",
+             f"- peak RSS, gated / standalone: **{g['peak_rss_mb'] / s['peak_rss_mb']:.2f}** (target <= 1.3)",
+             f"- peak RSS, DARTS-style / gated: **{d['peak_rss_mb'] / g['peak_rss_mb']:.2f}** (target >= 3)",
+             f"- step time, gated / standalone: {g['step_s'] / s['step_s']:.2f} (a weight step and an architecture "
+             "step against two SGD steps)", ""]
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text("\n".join(lines))
+    print(f"wrote {page}")
 
 
 if __name__ == "__main__":

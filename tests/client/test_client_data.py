@@ -285,7 +285,7 @@ def test_epoch_sampler_resumes_at_its_position_with_the_same_seeds():
 
 
 def test_flat_val_folder_with_a_label_file(tmp_path: Path):
-    from image_folders import image, write_folder
+    from tests.image_folders import image, write_folder
 
     write_folder(tmp_path / "train", per_class=3)
     (tmp_path / "val").mkdir()
@@ -317,7 +317,7 @@ def test_flat_val_folder_with_a_label_file(tmp_path: Path):
 
 
 def test_corrupt_images_are_skipped_with_a_label_the_loss_ignores(tmp_path: Path, capfd):
-    from image_folders import corrupt, write_folder
+    from tests.image_folders import corrupt, write_folder
 
     from search_client.data.images import SKIPPED_LABEL
 
