@@ -46,7 +46,7 @@ bench-hostile: install
 # searched vs random nets at equal measured latency, and vs random nets through the same derive (the fill
 # control); longer than before with the control nets (QUICK=1 for minutes)
 bench-search: install
-	$(PY) bench/search_outcome.py $(if $(QUICK),--quick,--png docs/search_outcome.png) \
+	$(PY) bench/search_outcome.py $(if $(QUICK),--quick,--png docs/results/search_outcome.png) \
 		--md docs/results/search_outcome.md
 
 # loader alone, search in memory, search fed by the loader, supernet vs standalone step (a few minutes)

@@ -236,7 +236,7 @@ def main() -> None:
     p.add_argument("--interval-ms", type=float, default=200.0, help="each client's pause between requests")
     p.add_argument("--budget-s", type=float, default=2.0, help="measuring time per op of the profiling job")
     p.add_argument("--full-repulls", action="store_true",
-                   help="re-pull the whole table every time (no If-None-Match): the issue's first bench")
+                   help="re-pull the whole table every time (no If-None-Match)")
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--bench-cpu", type=int, default=1)
     p.add_argument("--md", help="also write the printed report as the results page here (whole)")

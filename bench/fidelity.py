@@ -3,7 +3,7 @@
 For each configuration and runtime: a profiler (SQLite, loopback, its own worker) profiles the space over REST,
 calibrates the table in one request (the device draws 20 random networks from a hidden seed, measures
 them and fits), then measures 30 unseen random networks; the raw sum, one global factor and the
-calibrated model are scored on those. Prints per configuration the issue's row (within +-10%, within
+calibrated model are scored on those. Prints per configuration a row (within +-10%, within
 +-5%, RMSPE, raw sum within +-10%), writes a scatter PNG each, and keeps every measurement in
 ``fidelity.json`` so the models can be re-scored from it (``--rescore``) without measuring again.
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-LATENCY_SLACK = 1.05  # the measurement noise the issue allows on "measured <= budget"
+LATENCY_SLACK = 1.05  # the measurement noise allowed on "measured <= budget"
 POOL_QUANTILE = 75
 
 
@@ -31,7 +31,7 @@ def pool_quantile(row: dict, randoms: Sequence[dict], q: float = POOL_QUANTILE) 
 
 
 def check_targets(searched: Sequence[dict], randoms: Sequence[dict]) -> list[dict]:
-    """The issue's three targets for one algorithm's searched nets (ordered by budget).
+    """The three targets for one algorithm's searched nets (ordered by budget).
 
     -> [{"target", "pass", "detail"}]; a comparison that cannot be made (no random net as fast) fails:
     the target is not shown.

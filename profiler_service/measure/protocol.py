@@ -46,7 +46,7 @@ class Protocol:
     # ref_ms, the device's speed meanwhile. It runs once the op's samples since its last run add up to
     # its runs' duration (1 + ref_warm_runs of them), and at least min_ref_runs times. Each timed reference
     # run follows ref_warm_runs untimed ones, and the op then runs op_rewarm_runs times untimed: each
-    # evicts the other's working set. Measured on these VMs (bench/reference_context.py), one untimed run
+    # evicts the other's working set. Measured on 2-core VMs, one untimed run
     # was not enough for the reference after a 160 px network: it read 4-12% over its nominal, so every
     # served network came out that much under the device's speed; after three it read -1..+1%. A 0.3 ms
     # network timed right after the reference, not re-warmed, read +7-14%. 0 and 0 is the cold interleave.

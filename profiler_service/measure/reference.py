@@ -20,7 +20,7 @@ lean on different parts of the core (a 7x7 depthwise on arithmetic, a 1x1 expans
 slow stretches weigh on them unequally, so the reference must hold them in the proportions a network does.
 The slow-down is not uniform across sizes: in one slow stretch a 96 px reference slowed by 33% while a 160
 px network slowed by 45%; with neighbours loading the memory system a 160 px reference slowed by 6% while
-0.3 ms CIFAR nets did not (bench/reference_context.py: against a reference of their own space and
+0.3 ms CIFAR nets did not (against a reference of their own space and
 resolution, 24/24 nets within 3% of their speed alone, against the 160 px one 17/24). So a job that names
 its space is timed against the *matched* reference of that space, resolution and width.
 
