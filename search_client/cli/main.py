@@ -1,4 +1,5 @@
-"""``search-client`` / ``python -m search_client``: search, derive, train, predict, tables, calibrate, validate.
+"""``search-client`` / ``python -m search_client``: profile, calibrate, search, derive, train, predict, tables,
+validate.
 
 Every command fails with one ``error: ...`` line and exit status 2 on a bad input, never a traceback.
 A search runs data-parallel under ``torchrun --nproc_per_node=N -m search_client search ...``.
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from search_client.cli.clock import add_clock, run_clock
 from search_client.cli.fidelity import add_calibrate, add_validate, run_calibrate, run_validate
+from search_client.cli.profile import add_profile, run_profile
 from search_client.data.datasets import DATASETS
 from search_client.engine.config import RECIPES, SearchConfig
 
@@ -358,6 +360,8 @@ def run_tables(args) -> int:
 
 # name -> (help, add arguments, run); a new subcommand is one more entry
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
+    "profile": ("have the device measure every candidate op of a space; prints the table id", add_profile,
+                run_profile),
     "search": ("run the architecture search, then derive", add_search, run_search),
     "derive": ("argmax arch + standalone net + ONNX from a search checkpoint", add_derive, run_derive),
     "train": ("retrain a derived architecture, report test accuracy", add_train, run_train),
