@@ -14,11 +14,13 @@ from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
+from search_client.cli.budgets import MAX_MS_HELP, resolve_for_checkpoint, resolve_for_table, take_percentile
 from search_client.cli.clock import add_clock, run_clock
 from search_client.cli.fidelity import add_calibrate, add_validate, run_calibrate, run_validate
 from search_client.cli.profile import add_profile, run_profile
 from search_client.data.datasets import DATASETS
 from search_client.engine.config import RECIPES, SearchConfig
+from search_client.report.summary import Measurement, SearchSummary
 
 EXIT_USAGE = 2
 
@@ -84,7 +86,8 @@ def _calibrated(args, space, src, *, progress: bool) -> None:
                                              progress=progress)
 
 
-def _measure(args, table_id: str, arch) -> None:
+def _measure(args, table_id: str, arch):
+    """The device's ``NetworkOut`` for ``arch``; the search's summary reports it."""
     with _client(args) as client:
         job = client.measure_network(table_id, arch)
         print(f"measuring on the device (job {job}) ...", flush=True)
@@ -92,13 +95,6 @@ def _measure(args, table_id: str, arch) -> None:
     if res.measured is None or res.predicted_ms is None:
         raise CliError(f"network {job} came back without a measurement or prediction "
                        f"(missing keys: {res.missing[:5]})")
-    measured = res.measured.median_ms
-    line = f"predicted {res.predicted_ms:.3f} ms, measured {measured:.3f} ms (median)"
-    if measured > 0:
-        line += f", error {100 * (res.predicted_ms - measured) / measured:+.1f}%"
-    if res.calibrated_ms is not None:
-        line += f", calibrated prediction {res.calibrated_ms:.3f} ms"
-    print(line)
     return res
 
 
@@ -146,7 +142,7 @@ def add_search(p: argparse.ArgumentParser) -> None:
         help="Adam lr of the architecture logits (default: 100 / planned architecture steps, "
              "10 / steps for reinforce, at least the original's 1e-3, at most 1.0)")
     opt("--target-ms", type=float)
-    opt("--max-ms", type=float, help="hard limit on the derived net's predicted latency")
+    opt("--max-ms", help=MAX_MS_HELP)
     opt("--fill", type=float,
         help="with --max-ms and no --target-ms: pull E[LAT] up to fill x max-ms during the search, and spend "
              "the budget the derived net leaves (e.g. 0.9; 0: off, derive the projected argmax)")
@@ -195,6 +191,7 @@ def run_search(args) -> int:
     from search_client.engine.search import load_splits, make_space, search
     from search_client.report.plots import write_report
 
+    percentile = take_percentile(args)  # pNN: resolved on the table below
     names = {f.name for f in fields(SearchConfig)}
     cfg = resolve(args.recipe, {k: v for k, v in vars(args).items() if k in names and k != "recipe"})
     cfg.progress = not args.no_progress
@@ -213,8 +210,14 @@ def run_search(args) -> int:
             try:
                 payload["table"] = _table(args, space, profile_missing=args.profile_missing,
                                           progress=cfg.progress)
-                if cfg.target_ms is not None or cfg.max_ms is not None:
+                if cfg.target_ms is not None or cfg.max_ms is not None or percentile is not None:
                     _calibrated(args, space, payload["table"], progress=cfg.progress)
+                if percentile is not None:
+                    budget = resolve_for_table(percentile, payload["table"], space,
+                                               profiler=None if args.table_file else args.profiler,
+                                               api_key=args.api_key)
+                    print(budget.describe())
+                    payload["max_ms"] = budget.ms
             except Exception as e:  # noqa: BLE001 - forwarded to every rank, then raised there
                 payload["error"] = f"{type(e).__name__}: {e}" if not isinstance(e, CliError | ValueError) \
                     else str(e)
@@ -222,6 +225,7 @@ def run_search(args) -> int:
         if "error" in payload:
             raise CliError(payload["error"])
         src = payload["table"]
+        cfg.max_ms = payload.get("max_ms", cfg.max_ms)
         res = search(cfg, entries=src.entries if src else None, calibration=src.calibration if src else None,
                      table_info=src.info if src else None, splits=splits, resume=args.resume, announce=True)
         if res["stopped"]:
@@ -231,32 +235,21 @@ def run_search(args) -> int:
             return 0
         if dist.is_main:
             out = derive(res["checkpoint"], Path(cfg.out) / "derived", onnx=not args.no_onnx)
-            s = out["summary"]
-            print(f"derived: {' '.join(s['choices'])}")
-            if s.get("predicted_ms") is not None:
-                print(f"predicted latency {s['predicted_ms']:.3f} ms" + _swaps_note(s))
-            for name, path in out["paths"].items():
-                print(f"  {name:10s} {path}")
+            summary = SearchSummary(out["summary"], out["paths"], budget_label=percentile and percentile.text)
             if args.measure:
                 res = _measure(args, args.table, out["arch"])
-                write_report(cfg.out, network=res.model_dump(mode="json"))  # adds latency.png
+                summary.paths.update(write_report(cfg.out, network=res.model_dump(mode="json")))  # + latency.png
+                summary.measured = Measurement.of(res)
+            print("\n".join(summary.lines()))
     finally:
         ddp.cleanup()
     return 0
 
 
-def _swaps_note(s: dict) -> str:
-    """What derive changed in the argmax: swaps down to meet max_ms, upgrades to use the budget."""
-    parts = [f"{len(s['swaps'])} swap(s) down to meet max_ms {s['max_ms']:g}"] if s.get("swaps") else []
-    if s.get("fills"):
-        parts.append(f"{len(s['fills'])} upgrade(s) to spend the budget up to {s['fill_ceiling_ms']:.3f} ms")
-    return f" (argmax {s['argmax_predicted_ms']:.3f} ms; {'; '.join(parts)})" if parts else ""
-
-
 def add_derive(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--out", help="default: derived/ beside the checkpoint")
-    p.add_argument("--max-ms", type=float, help="override the search's limit")
+    p.add_argument("--max-ms", help="override the search's limit: " + MAX_MS_HELP.split(": ", 1)[1])
     p.add_argument("--fill", action=argparse.BooleanOptionalAction, default=None,
                    help="spend the budget the projected argmax leaves, up to the fill ceiling (--no-fill: keep "
                         "the projected argmax; default: as the search was run, i.e. with its --fill)")
@@ -266,14 +259,15 @@ def add_derive(p: argparse.ArgumentParser) -> None:
 def run_derive(args) -> int:
     from search_client.engine.derive import derive
 
+    percentile = take_percentile(args)
+    if percentile is not None:
+        budget = resolve_for_checkpoint(percentile, args.checkpoint)
+        print(budget.describe())
+        args.max_ms = budget.ms
     out = derive(args.checkpoint, args.out, max_ms=args.max_ms if args.max_ms is not None else "config",
                  fill=args.fill, onnx=not args.no_onnx)
-    s = out["summary"]
-    print(f"derived: {' '.join(s['choices'])}")
-    if s.get("predicted_ms") is not None:
-        print(f"predicted latency {s['predicted_ms']:.3f} ms" + _swaps_note(s))
-    for name, path in out["paths"].items():
-        print(f"  {name:10s} {path}")
+    summary = SearchSummary(out["summary"], out["paths"], budget_label=percentile and percentile.text)
+    print("\n".join(summary.lines()))
     return 0
 
 
