@@ -321,6 +321,8 @@ def run_predict(args) -> int:
     src = _table(args, space)
     raw = LatencyModel(src.entries, space)  # what the table says, uncalibrated
     cal = latency_model(src.entries, space, src.calibration) if src.calibration else None
+    if cal is not None and cal.calibration is None:  # fitted on another space or size: not applied
+        cal = None
     model = cal or raw  # the number the search constrains: calibrated when the table has a calibration
     for i, (name, ms) in enumerate(model.layer_breakdown(arch.choices)):
         print(f"  layer {i:2d}  {name:12s} {ms:9.3f} ms")
