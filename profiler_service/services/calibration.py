@@ -69,6 +69,14 @@ def rescale_calibration(table: Table, reference: str, factor: float) -> None:
         table.calibration = {**cal, **Calibration.from_dict(cal).rescaled(inputs=inputs, outputs=outputs).to_dict()}
 
 
+def network_ms(session: Session, table: Table) -> list[float]:
+    """The measured medians of the networks the table's calibration was fitted on, in its order: the
+    device's own range for the space, which a relative budget (``--max-ms p50``) is a percentile of."""
+    ids = list((table.calibration or {}).get("networks") or [])
+    nets = {n.id: n for n in session.scalars(select(Network).where(Network.id.in_(ids)))}
+    return [nets[i].median_ms for i in ids if i in nets and nets[i].median_ms is not None]
+
+
 def calibrated_ms(table: Table, keys: Sequence[str], table_ms: dict[str, float]) -> float | None:
     if not table.calibration or "intercept_ms" not in table.calibration:
         return None

@@ -8,6 +8,10 @@ distribution, blind to the few huge samples a shared machine throws in). The raw
 ``raw_mean`` / ``raw_var`` beside ``median``, ``p10``, ``p90`` (and ``ref`` when drift-corrected): readers of
 the published format ignore them, and our own yaml round-trips without loss.
 
+The table's calibration rides in a comment at the head (``shared.table_yaml``), with the measured medians
+of the networks it was fitted on (``network_ms``): invisible to the published readers, read back by a search
+from the file so that it predicts the calibrated latency, not the raw sum.
+
 A published file has no median or percentiles, so on import ``median_ms = p10_ms = p90_ms = mean`` and
 ``std_ms = sqrt(var)``; such an entry (no spread between its percentiles) exports its own ``var`` back, so a
 published file goes through import and export unchanged.
@@ -26,9 +30,10 @@ from sqlalchemy.orm import Session
 
 from profiler_service.db.models import Table
 from profiler_service.measure.backends import known_backends, precision_of
-from profiler_service.services import tables
+from profiler_service.services import calibration, tables
 from profiler_service.services.errors import Invalid
 from shared.schemas import ImportResponse, OpStats
+from shared.table_yaml import calibration_line
 
 YAML_MEDIA_TYPE = "application/x-yaml"
 _PUBLISHED_REQUIRED = ("count", "mean", "var")
@@ -155,6 +160,8 @@ def to_yaml(session: Session, table: Table) -> str:
               f" batch={meta.batch} dtype={meta.dtype} etag={meta.etag}\n# times in ms, var in ms^2;"
               " mean = served median (drift-corrected), var = robust ((p90 - p10) / 2.563)^2;"
               " raw_mean / raw_var = sample moments\n")
+    if table.calibration and "intercept_ms" in table.calibration:
+        header += calibration_line({**table.calibration, "network_ms": calibration.network_ms(session, table)})
     if not doc:
         return header + "{}\n"
     return header + yaml.safe_dump(doc, default_flow_style=None, sort_keys=False, width=10**6)

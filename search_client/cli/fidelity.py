@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from search_client.latency.budget import device_range
 from search_client.latency.fidelity import (
     Measured,
     format_report,
@@ -17,7 +18,8 @@ from search_client.latency.fidelity import (
     scatter_png,
     score,
 )
-from search_client.latency.model import calibration_fits
+from search_client.latency.model import LatencyModel, calibration_fits
+from search_client.remote.calibrate import calibration_networks, measured_ms
 from shared.calibration import Calibration
 from shared.spaces import SPACES, get_space
 
@@ -63,12 +65,17 @@ def add_calibrate(p: argparse.ArgumentParser) -> None:
 def run_calibrate(args) -> int:
     from search_client.remote.profiler_client import ProfilerClient
 
+    space = _space(args)
     with ProfilerClient(args.profiler, api_key=args.api_key) as client:
-        cal = _calibrate(client, args, _space(args))
-    print(f"calibration v{cal['version']} of table {args.table} ({args.space} @ {args.resolution}): model "
-          f"{cal.get('model', 'group')}, intercept {cal['intercept_ms']:.3f} ms, global scale {cal['scale']:.3f}, "
-          f"{cal.get('per_op_ms', 0.0) * 1e3:.1f} us per op, {len(cal['group_scales'])} group scales, ridge "
-          f"{cal['ridge']:g}, leave-one-out RMSPE {100 * cal['loo_rmspe']:.2f}% on {cal['n_networks']} networks")
+        cal = _calibrate(client, args, space)
+        print(f"calibration v{cal['version']} of table {args.table} ({args.space} @ {args.resolution}): model "
+              f"{cal.get('model', 'group')}, intercept {cal['intercept_ms']:.3f} ms, global scale "
+              f"{cal['scale']:.3f}, {cal.get('per_op_ms', 0.0) * 1e3:.1f} us per op, {len(cal['group_scales'])} "
+              f"group scales, ridge {cal['ridge']:g}, leave-one-out RMSPE {100 * cal['loo_rmspe']:.2f}% on "
+              f"{cal['n_networks']} networks")
+        # the table as it is now: its calibration is the one just fitted
+        rng = device_range(measured_ms(cal, client), LatencyModel.from_table(client.get_table(args.table), space))
+    print("\n".join(rng.lines()))
     return 0
 
 
@@ -81,11 +88,8 @@ def add_validate(p: argparse.ArgumentParser) -> None:
 
 
 def _calibration_set(client, cal: dict) -> list[Measured]:
-    out = []
-    for net_id in cal.get("networks", []):
-        net = client.get_network(net_id)
-        out.append(Measured(net.arch["choices"], net.arch["keys"], net.measured.median_ms, net_id))
-    return out
+    return [Measured(n.arch["choices"], n.arch["keys"], n.measured.median_ms, n.id)
+            for n in calibration_networks(client, cal)]
 
 
 def run_validate(args) -> int:

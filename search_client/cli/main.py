@@ -1,4 +1,5 @@
-"""``search-client`` / ``python -m search_client``: search, derive, train, predict, tables, calibrate, validate.
+"""``search-client`` / ``python -m search_client``: profile, calibrate, search, derive, train, predict, tables,
+validate.
 
 Every command fails with one ``error: ...`` line and exit status 2 on a bad input, never a traceback.
 A search runs data-parallel under ``torchrun --nproc_per_node=N -m search_client search ...``.
@@ -13,10 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from search_client.cli.budgets import MAX_MS_HELP, resolve_for_checkpoint, resolve_for_table, take_percentile
 from search_client.cli.clock import add_clock, run_clock
 from search_client.cli.fidelity import add_calibrate, add_validate, run_calibrate, run_validate
+from search_client.cli.profile import add_profile, run_profile
 from search_client.data.datasets import DATASETS
 from search_client.engine.config import RECIPES, SearchConfig
+from search_client.report.summary import Measurement, SearchSummary
 
 EXIT_USAGE = 2
 
@@ -86,7 +90,8 @@ def _calibrated(args, space, src, *, progress: bool) -> None:
                                              progress=progress)
 
 
-def _measure(args, table_id: str, arch) -> None:
+def _measure(args, table_id: str, arch):
+    """The device's ``NetworkOut`` for ``arch``; the search's summary reports it."""
     with _client(args) as client:
         job = client.measure_network(table_id, arch)
         print(f"measuring on the device (job {job}) ...", flush=True)
@@ -94,13 +99,6 @@ def _measure(args, table_id: str, arch) -> None:
     if res.measured is None or res.predicted_ms is None:
         raise CliError(f"network {job} came back without a measurement or prediction "
                        f"(missing keys: {res.missing[:5]})")
-    measured = res.measured.median_ms
-    line = f"predicted {res.predicted_ms:.3f} ms, measured {measured:.3f} ms (median)"
-    if measured > 0:
-        line += f", error {100 * (res.predicted_ms - measured) / measured:+.1f}%"
-    if res.calibrated_ms is not None:
-        line += f", calibrated prediction {res.calibrated_ms:.3f} ms"
-    print(line)
     return res
 
 
@@ -148,8 +146,8 @@ def add_search(p: argparse.ArgumentParser) -> None:
         help="Adam lr of the architecture logits (default: 100 / planned architecture steps, "
              "10 / steps for reinforce, at least the original's 1e-3, at most 1.0)")
     opt("--target-ms", type=float)
-    opt("--max-ms", type=float, action="append",
-        help="hard limit on the derived net's predicted latency; with several --table, one each, in order")
+    opt("--max-ms", action="append",
+        help=MAX_MS_HELP + "; with several --table, one each, in the same order")
     opt("--fill", type=float,
         help="with --max-ms and no --target-ms: pull E[LAT] up to fill x max-ms during the search, and spend "
              "the budget the derived net leaves (e.g. 0.9; 0: off, derive the projected argmax)")
@@ -199,6 +197,7 @@ def run_search(args) -> int:
     from search_client.report.plots import write_report
 
     extra_tables = split_tables(args)  # args keeps the first table; the others are budgets beside it
+    percentile = take_percentile(args)  # pNN: resolved on the table below
     names = {f.name for f in fields(SearchConfig)}
     cfg = resolve(args.recipe, {k: v for k, v in vars(args).items() if k in names and k != "recipe"})
     cfg.progress = not args.no_progress
@@ -217,8 +216,14 @@ def run_search(args) -> int:
             try:
                 payload["table"] = _table(args, space, profile_missing=args.profile_missing,
                                           progress=cfg.progress)
-                if cfg.target_ms is not None or cfg.max_ms is not None:
+                if cfg.target_ms is not None or cfg.max_ms is not None or percentile is not None:
                     _calibrated(args, space, payload["table"], progress=cfg.progress)
+                if percentile is not None:
+                    budget = resolve_for_table(percentile, payload["table"], space,
+                                               profiler=None if args.table_file else args.profiler,
+                                               api_key=args.api_key)
+                    print(budget.describe())
+                    payload["max_ms"] = budget.ms
                 payload["budgets"] = [table_budget(args, space, more, progress=cfg.progress)
                                       for more in extra_tables]
             except Exception as e:  # noqa: BLE001 - forwarded to every rank, then raised there
@@ -228,6 +233,7 @@ def run_search(args) -> int:
         if "error" in payload:
             raise CliError(payload["error"])
         src = payload["table"]
+        cfg.max_ms = payload.get("max_ms", cfg.max_ms)
         res = search(cfg, entries=src.entries if src else None, calibration=src.calibration if src else None,
                      table_info=src.info if src else None, splits=splits, resume=args.resume, announce=True,
                      budgets=payload["budgets"])
@@ -238,19 +244,17 @@ def run_search(args) -> int:
             return 0
         if dist.is_main:
             out = derive(res["checkpoint"], Path(cfg.out) / "derived", onnx=not args.no_onnx)
-            s = out["summary"]
-            print(f"derived: {' '.join(s['choices'])}")
-            if s.get("predicted_ms") is not None:
-                print(f"predicted latency {s['predicted_ms']:.3f} ms" + _swaps_note(s))
-            for table in s.get("tables", []):
-                verdict = "within" if table["predicted_ms"] <= table["max_ms"] else "over"
-                print(f"  {table['label']}: predicted {table['predicted_ms']:.3f} ms, {verdict} its budget "
-                      f"{table['max_ms']:g} ms")
-            for name, path in out["paths"].items():
-                print(f"  {name:10s} {path}")
+            summary = SearchSummary(out["summary"], out["paths"], budget_label=percentile and percentile.text)
             if args.measure:
                 res = _measure(args, args.table, out["arch"])
-                write_report(cfg.out, network=res.model_dump(mode="json"))  # adds latency.png
+                summary.paths.update(write_report(cfg.out, network=res.model_dump(mode="json")))  # + latency.png
+                summary.measured = Measurement.of(res)
+            print("\n".join(summary.lines()))
+            for table in out["summary"].get("tables", []):
+                verdict = "within" if table["predicted_ms"] <= table["max_ms"] else "OVER"
+                print(f"  {table['label']}: predicted {table['predicted_ms']:.3f} ms, {verdict} its budget "
+                      f"{table['max_ms']:.3f} ms")
+            if args.measure:
                 for budget in payload["budgets"]:
                     print(f"on {budget.label}:")
                     _measure(argparse.Namespace(**{**vars(args), "profiler": budget.profiler}), budget.table_id,
@@ -290,11 +294,12 @@ def split_tables(args) -> list[ExtraTable]:
 class ExtraTable:
     profiler: str
     table: str
-    max_ms: float
+    max_ms: str  # milliseconds or pNN, as given
 
 
 def table_budget(args, space, more: ExtraTable, *, progress: bool):
     """Fetch one more table (profiling what it lacks, as for the first) and its calibration for this space."""
+    from search_client.latency.budget import Percentile, parse_budget
     from search_client.latency.budgets import TableBudget
     from search_client.remote.tables import fetch_table
 
@@ -303,21 +308,18 @@ def table_budget(args, space, more: ExtraTable, *, progress: bool):
         src = fetch_table(client, more.table, space, profile_missing=args.profile_missing, progress=progress)
     _calibrated(one, space, src, progress=progress)
     label = f"{src.info.get('backend', 'table')} table {more.table} at {more.profiler}"
-    return TableBudget(label, src.entries, src.calibration, more.max_ms, more.profiler, more.table)
-
-
-def _swaps_note(s: dict) -> str:
-    """What derive changed in the argmax: swaps down to meet max_ms, upgrades to use the budget."""
-    parts = [f"{len(s['swaps'])} swap(s) down to meet max_ms {s['max_ms']:g}"] if s.get("swaps") else []
-    if s.get("fills"):
-        parts.append(f"{len(s['fills'])} upgrade(s) to spend the budget up to {s['fill_ceiling_ms']:.3f} ms")
-    return f" (argmax {s['argmax_predicted_ms']:.3f} ms; {'; '.join(parts)})" if parts else ""
+    limit = parse_budget(more.max_ms)
+    if isinstance(limit, Percentile):
+        resolved = resolve_for_table(limit, src, space, profiler=more.profiler, api_key=args.api_key)
+        print(f"{label}: {resolved.describe()}")
+        limit = resolved.ms
+    return TableBudget(label, src.entries, src.calibration, limit, more.profiler, more.table)
 
 
 def add_derive(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint")
     p.add_argument("--out", help="default: derived/ beside the checkpoint")
-    p.add_argument("--max-ms", type=float, help="override the search's limit")
+    p.add_argument("--max-ms", help="override the search's limit: " + MAX_MS_HELP.split(": ", 1)[1])
     p.add_argument("--fill", action=argparse.BooleanOptionalAction, default=None,
                    help="spend the budget the projected argmax leaves, up to the fill ceiling (--no-fill: keep "
                         "the projected argmax; default: as the search was run, i.e. with its --fill)")
@@ -327,14 +329,15 @@ def add_derive(p: argparse.ArgumentParser) -> None:
 def run_derive(args) -> int:
     from search_client.engine.derive import derive
 
+    percentile = take_percentile(args)
+    if percentile is not None:
+        budget = resolve_for_checkpoint(percentile, args.checkpoint)
+        print(budget.describe())
+        args.max_ms = budget.ms
     out = derive(args.checkpoint, args.out, max_ms=args.max_ms if args.max_ms is not None else "config",
                  fill=args.fill, onnx=not args.no_onnx)
-    s = out["summary"]
-    print(f"derived: {' '.join(s['choices'])}")
-    if s.get("predicted_ms") is not None:
-        print(f"predicted latency {s['predicted_ms']:.3f} ms" + _swaps_note(s))
-    for name, path in out["paths"].items():
-        print(f"  {name:10s} {path}")
+    summary = SearchSummary(out["summary"], out["paths"], budget_label=percentile and percentile.text)
+    print("\n".join(summary.lines()))
     return 0
 
 
@@ -388,6 +391,8 @@ def run_predict(args) -> int:
     src = _table(args, space)
     raw = LatencyModel(src.entries, space)  # what the table says, uncalibrated
     cal = latency_model(src.entries, space, src.calibration) if src.calibration else None
+    if cal is not None and cal.calibration is None:  # fitted on another space or size: not applied
+        cal = None
     model = cal or raw  # the number the search constrains: calibrated when the table has a calibration
     for i, (name, ms) in enumerate(model.layer_breakdown(arch.choices)):
         print(f"  layer {i:2d}  {name:12s} {ms:9.3f} ms")
@@ -421,6 +426,8 @@ def run_tables(args) -> int:
 
 # name -> (help, add arguments, run); a new subcommand is one more entry
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
+    "profile": ("have the device measure every candidate op of a space; prints the table id", add_profile,
+                run_profile),
     "search": ("run the architecture search, then derive", add_search, run_search),
     "derive": ("argmax arch + standalone net + ONNX from a search checkpoint", add_derive, run_derive),
     "train": ("retrain a derived architecture, report test accuracy", add_train, run_train),

@@ -132,7 +132,9 @@ def derive(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = Non
                                     ceiling)
         choices = filled.choices
         summary.update(predicted_ms=filled.predicted_ms, argmax_predicted_ms=lat.predict(net.derive()),
-                       swaps=proj.swaps, fills=filled.swaps, fill_ceiling_ms=ceiling, target_ms=cfg.target_ms)
+                       swaps=proj.swaps, fills=filled.swaps, fill_ceiling_ms=ceiling, target_ms=cfg.target_ms,
+                       calibrated=calibration is not None, calibration_version=(calibration or {}).get("version"),
+                       calibration_loo_rmspe=(calibration or {}).get("loo_rmspe"))
     elif limit is not None:
         raise ValueError("max_ms needs the latency table, and this checkpoint has none")
     else:

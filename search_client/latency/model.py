@@ -55,18 +55,28 @@ def required_keys(space: SearchSpace) -> list[str]:
     return list(dict.fromkeys(s.key for s in specs if s is not None))
 
 
+def _here(space: SearchSpace) -> dict:
+    return {"space": space.name, "resolution": space.resolution, "width_mult": space.width_mult,
+            "num_classes": space.num_classes}
+
+
+def fitted_elsewhere(calibration: dict, space: SearchSpace) -> dict | None:
+    """The scope a calibration was fitted on when it is not this space and size; None when it is (or names
+    none, and is trusted)."""
+    scope = calibration.get("scope")
+    if not scope or all(scope.get(k) == v for k, v in _here(space).items()):
+        return None
+    return scope
+
+
 def calibration_fits(calibration: dict, space: SearchSpace) -> bool:
     """A calibration fitted on networks of another space or size says nothing about this one (a 224 px
     calibration applied at 32 px mispredicts by tens of percent); one that names no scope is trusted."""
-    scope = calibration.get("scope")
-    if not scope:
-        return True
-    here = {"space": space.name, "resolution": space.resolution, "width_mult": space.width_mult,
-            "num_classes": space.num_classes}
-    if all(scope.get(k) == v for k, v in here.items()):
+    scope = fitted_elsewhere(calibration, space)
+    if scope is None:
         return True
     log.warning("table calibration was fitted on %s, not %s: using the raw table sum (calibrate this size: "
-                "search-client calibrate)", scope, here)
+                "search-client calibrate)", scope, _here(space))
     return False
 
 
@@ -152,4 +162,5 @@ class LatencyModel:
         return [(n, 0.0 if s is None else self.op_ms(s.key)) for n, s in zip(choices, specs, strict=True)]
 
 
-__all__ = ["CalibrationLike", "LatencyModel", "MissingKeysError", "calibration_fits", "required_keys"]
+__all__ = ["CalibrationLike", "LatencyModel", "MissingKeysError", "calibration_fits", "fitted_elsewhere",
+           "required_keys"]

@@ -5,12 +5,16 @@ The table's raw op sum is far off whole networks at small resolutions (a derived
 asks :func:`ensure_calibration` before it starts: it returns the table's calibration when its scope is
 this space, resolution, width and head, and otherwise asks the device for one in a single request
 (POST /v1/tables/{id}/calibration with ``samples``: the device draws, measures and fits, as a job).
+
+The networks a calibration was fitted on are also the device's own range for the space: their measured
+latencies are what a relative budget (``--max-ms p50``) and ``calibrate``'s summary are read from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from shared.schemas import NetworkOut
 from shared.spaces import SearchSpace
 
 DEFAULT_SAMPLES = 20  # as `search-client calibrate`; at least 3
@@ -53,4 +57,21 @@ def ensure_calibration(client, table_id: str, space: SearchSpace, *, samples: in
     return cal
 
 
-__all__ = ["DEFAULT_SAMPLES", "ensure_calibration"]
+def calibration_networks(client, cal: dict) -> list[NetworkOut]:
+    """The measured networks the calibration was fitted on, as the device serves them, in its order."""
+    nets = [client.get_network(net_id) for net_id in cal.get("networks") or []]
+    return [n for n in nets if n.measured is not None]
+
+
+def measured_ms(cal: dict, client=None) -> list[float]:
+    """The measured medians of the calibration's networks: from the calibration itself where it carries them
+    (``network_ms``: the yaml export writes them, for a search from the file with no service), else asked of
+    the device that measured them. Empty when neither has them."""
+    if cal.get("network_ms"):
+        return [float(ms) for ms in cal["network_ms"]]
+    if client is None:
+        return []
+    return [n.measured.median_ms for n in calibration_networks(client, cal)]
+
+
+__all__ = ["DEFAULT_SAMPLES", "calibration_networks", "ensure_calibration", "measured_ms"]

@@ -1,7 +1,9 @@
 """Where a search gets its latency table: the profiler service (cached by ETag) or a local file.
 
 A local file may be our table JSON (``{"entries": {KEY: {"median_ms": ...}}}``, what GET /v1/tables/{id}
-returns), a flat ``{KEY: ms}`` map, or the published ProxylessNAS yaml (``KEY: {count, mean, var}``).
+returns), a flat ``{KEY: ms}`` map, or the published ProxylessNAS yaml (``KEY: {count, mean, var}``). The
+yaml the service exports carries the table's calibration in a comment at its head (``shared.table_yaml``),
+which is read back: a search from the file predicts the calibrated latency, as the service does.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import yaml
 from search_client.latency.model import required_keys
 from search_client.latency.values import check_latency, excerpt
 from shared.spaces import SearchSpace
+from shared.table_yaml import read_calibration_line
 
 SHOW_MISSING = 5
 
@@ -52,8 +55,9 @@ def load_table_file(path: str | os.PathLike) -> TableSource:
     if isinstance(data.get("entries"), dict):  # our table JSON
         raw, calibration = data["entries"], data.get("calibration")
         info = {k: v for k, v in data.items() if not isinstance(v, dict | list)}
-    else:  # a flat map or the published yaml
-        raw, calibration, info = data, None, {}
+    else:  # a flat map or the published yaml, perhaps with our calibration comment
+        raw, info = data, {}
+        calibration = None if path.suffix == ".json" else read_calibration_line(text, f"table file {path}")
     entries = {str(k): _ms(k, v, f"table file {path}") for k, v in raw.items()}
     return TableSource(entries, calibration, {**info, "source": str(path)})
 

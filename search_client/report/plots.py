@@ -5,7 +5,8 @@
 derived net, when there is one), and writes PNGs beside them:
 
 - ``curves.png``        expected latency E[LAT] and the argmax's predicted latency, accuracy, per epoch
-- ``arch_probs.png``    every searchable layer's candidate probabilities over the epochs (heatmaps)
+- ``arch_probs.png``    every searchable layer's candidate probabilities over the epochs (heatmaps), the
+                        derived choice boxed, and marked where the budget's projection or the fill changed it
 - ``arch.png``          the derived net as blocks: colour = kernel size, height = expansion ratio
 - ``latency.png``       predicted (raw table sum, calibrated) vs measured latency of the derived net
 
@@ -26,6 +27,10 @@ MEASUREMENT = "measurement.json"
 KERNEL_COLORS = {3: "#4c9be8", 5: "#f0a030", 7: "#d8504a"}  # kernel size -> colour, read off the legend
 OTHER_COLOR = "#9b7fd1"
 _MBCONV = re.compile(r"^(\d)x\d_MBConv(\d)$")
+# how arch_probs.png boxes a layer's derived choice: (edge colour, legend entry)
+CHOICE_BOXES = {"argmax": ("red", "derived = the search's argmax"),
+                "filled": ("orange", "derived, changed by the fill (an upgrade that spends the budget)"),
+                "swapped": ("deepskyblue", "derived, swapped down to meet the budget")}
 
 
 def _plt():
@@ -93,19 +98,26 @@ def plot_curves(log: list[dict], path: Path, *, target_ms: float | None = None,
     return path
 
 
-def plot_arch_probs(log: list[dict], layers: list[tuple[str, ...]], path: Path,
-                    layer_titles: list[str] | None = None, final: list[str] | None = None) -> Path:
-    """One heatmap per layer (candidates x epochs); the derived choice is boxed in the last column."""
+def arch_probs_figure(log: list[dict], layers: list[tuple[str, ...]], layer_titles: list[str] | None = None,
+                      final: list[str] | None = None, argmax: list[str] | None = None,
+                      filled: set[int] | frozenset[int] = frozenset()):
+    """One heatmap per layer (its own candidates x epochs; layers have different candidate lists, so every
+    panel is labelled with its own). The derived choice is boxed in the last column: red where it is the
+    argmax, orange where the fill upgraded it and blue where the budget's projection swapped it down (layers
+    in ``filled`` were filled; other changes were swaps), with the argmax it replaced outlined in white."""
     plt = _plt()
+    from matplotlib.patches import Patch
+
     n = len(layers)
     ncols = min(7, n)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols + 1.6, 2.0 * nrows + 0.8), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols + 1.6, 2.0 * nrows + 1.2), squeeze=False)
     epochs = [r["epoch"] + 1 for r in log]
     n_warm = sum(r.get("phase") == "warmup" for r in log)
     # the scale ends at the largest probability seen: a short search moves them by tenths, not to 1
     vmax = max(0.3, max(q for r in log for p in r["probs"] for q in p))
     im = None
+    shown: dict[str, Patch] = {}
     for i, ax in enumerate(axes.flat):
         if i >= n:
             ax.axis("off")
@@ -116,20 +128,42 @@ def plot_arch_probs(log: list[dict], layers: list[tuple[str, ...]], path: Path,
         if n_warm:
             ax.axvline(n_warm + 0.5, color="white", lw=1, ls=":")
         if final is not None and final[i] in layers[i]:
-            j = layers[i].index(final[i])
-            ax.add_patch(plt.Rectangle((epochs[-1] - 0.5, j - 0.5), 1, 1, fill=False, ec="red", lw=2))
+            was = argmax[i] if argmax is not None and argmax[i] in layers[i] else final[i]
+            kind = "argmax" if was == final[i] else "filled" if i in filled else "swapped"
+            color, label = CHOICE_BOXES[kind]
+            box = (epochs[-1] - 0.5, layers[i].index(final[i]) - 0.5)
+            ax.add_patch(plt.Rectangle(box, 1, 1, fill=False, ec=color, lw=2))
+            shown[kind] = Patch(fill=False, ec=color, lw=2, label=label)
+            if was != final[i]:
+                ax.add_patch(plt.Rectangle((epochs[-1] - 0.5, layers[i].index(was) - 0.5), 1, 1, fill=False,
+                                           ec="white", lw=1.2, ls="--"))
+                shown["was"] = Patch(fill=False, ec="0.4", lw=1.2, ls="--", label="the argmax it replaced")
         ax.set_yticks(range(len(layers[i])))
-        ax.set_yticklabels([c.replace("_MBConv", " E") for c in layers[i]] if i % ncols == 0 else [],
-                           fontsize=7)
+        ax.set_yticklabels(candidate_labels(layers[i]), fontsize=7)
         ax.tick_params(axis="x", labelsize=7)
         ax.set_title(layer_titles[i] if layer_titles else f"layer {i}", fontsize=8)
-    fig.suptitle("architecture probabilities per layer over epochs (dotted: end of warm-up; red box: derived)",
-                 fontsize=10)
-    fig.tight_layout(rect=(0, 0, 0.93, 0.96))
+    fig.suptitle("architecture probabilities per layer over epochs (dotted: end of warm-up)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 if shown else 0, 0.93, 0.96))
+    if shown:
+        order = [k for k in (*CHOICE_BOXES, "was") if k in shown]
+        fig.legend(handles=[shown[k] for k in order], loc="lower center", ncol=len(order), fontsize=8,
+                   frameon=False)
     if im is not None:
         fig.colorbar(im, cax=fig.add_axes((0.945, 0.15, 0.012, 0.7)), label="probability")
+    return fig
+
+
+def candidate_labels(candidates: tuple[str, ...]) -> list[str]:
+    """Short tick labels of a layer's candidates: ``3x3_MBConv6`` -> ``3x3 E6``."""
+    return [c.replace("_MBConv", " E") for c in candidates]
+
+
+def plot_arch_probs(log: list[dict], layers: list[tuple[str, ...]], path: Path,
+                    layer_titles: list[str] | None = None, final: list[str] | None = None,
+                    argmax: list[str] | None = None, filled: set[int] | frozenset[int] = frozenset()) -> Path:
+    fig = arch_probs_figure(log, layers, layer_titles, final, argmax, filled)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _plt().close(fig)
     return path
 
 
@@ -248,7 +282,8 @@ def write_report(run_dir: str | Path, *, network: dict | None = None,
         titles = [f"{i}: {lay.h}px {lay.cin}->{lay.cout} s{lay.stride}" for i, lay in enumerate(space.layers)]
         if all(len(r["probs"]) == len(layers) for r in log):
             out["arch_probs_png"] = plot_arch_probs(log, layers, run_dir / "arch_probs.png", titles,
-                                                derived.get("choices", arch["choices"]))
+                                                    derived.get("choices", arch["choices"]), derived.get("argmax"),
+                                                    {f["layer"] for f in derived.get("fills") or []})
     if arch is not None:
         out["arch_png"] = plot_arch(arch, run_dir / "arch.png", predicted_ms=derived.get("predicted_ms"),
                                 measured_ms=measured_ms)

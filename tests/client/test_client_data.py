@@ -224,9 +224,8 @@ def test_imagefolder_reads_nested_class_folders_in_any_format(tmp_path: Path):
 
 
 def test_imagefolder_given_mean_std_and_valid_size(tmp_path: Path):
-    from tests.image_folders import write_folder
-
     from search_client.data.datasets import FolderOptions
+    from tests.image_folders import write_folder
 
     write_folder(tmp_path, per_class=5)
     opts = FolderOptions(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
@@ -317,9 +316,8 @@ def test_flat_val_folder_with_a_label_file(tmp_path: Path):
 
 
 def test_corrupt_images_are_skipped_with_a_label_the_loss_ignores(tmp_path: Path, capfd):
-    from tests.image_folders import corrupt, write_folder
-
     from search_client.data.images import SKIPPED_LABEL
+    from tests.image_folders import corrupt, write_folder
 
     files = write_folder(tmp_path, per_class=4)
     corrupt(files[1])

@@ -9,7 +9,8 @@ from pathlib import Path
 import matplotlib.image as mpimg
 
 from search_client.cli.main import main
-from search_client.report.plots import KERNEL_COLORS, _block_style, write_report
+from search_client.report.plots import CHOICE_BOXES, KERNEL_COLORS, _block_style, arch_probs_figure, write_report
+from shared.spaces import get_space
 
 SMALL = ["--resolution", "32", "--dataset", "digits", "--batch-size", "32", "--warmup-epochs", "1", "--epochs", "2",
          "--steps-per-epoch", "4", "--arch-every", "1", "--no-progress", "--threads", "1", "--no-onnx"]
@@ -53,3 +54,36 @@ def test_blocks_encode_kernel_by_colour_and_expansion_by_height():
     assert (c3, c7) == (KERNEL_COLORS[3], KERNEL_COLORS[7]) and c7b == c7
     assert h3 == h7 < h7b  # expansion 6 is drawn taller than 3, whatever the kernel
     assert (l3, l7) == ("3x3\nE3", "7x7\nE3")
+
+
+def test_every_arch_probs_panel_labels_its_own_candidates_and_the_fill_is_marked():
+    import matplotlib.pyplot as plt
+
+    space = get_space("proxyless-mobile", 32, 0.35, 10)
+    layers = [layer.candidates for layer in space.layers]
+    assert {len(c) for c in layers} == {6, 7}  # the lists differ from layer to layer
+    probs = [[1.0 / len(c)] * len(c) for c in layers]
+    probs[1] = [0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.7]  # layer 1's argmax is its last candidate, "zero"
+    log = [{"epoch": 0, "phase": "search", "probs": probs}]
+    argmax = [c[0] for c in layers]
+    argmax[1] = "zero"
+    final = list(argmax)
+    final[1] = "7x7_MBConv6"  # the fill upgraded layer 1
+    final[2] = "3x3_MBConv6"  # the projection moved layer 2
+    fig = arch_probs_figure(log, layers, final=final, argmax=argmax, filled={1})
+    try:
+        panels = fig.axes[:len(layers)]
+        for ax, candidates in zip(panels, layers, strict=True):
+            labels = [t.get_text() for t in ax.get_yticklabels()]
+            assert labels == [c.replace("_MBConv", " E") for c in candidates]
+        assert [t.get_text() for t in panels[1].get_yticklabels()][-1] == "zero"
+        boxes = {i: [p.get_edgecolor() for p in ax.patches] for i, ax in enumerate(panels[:4])}
+        from matplotlib.colors import to_rgba
+
+        assert to_rgba(CHOICE_BOXES["filled"][0]) in boxes[1] and to_rgba(CHOICE_BOXES["swapped"][0]) in boxes[2]
+        assert boxes[0] == [to_rgba(CHOICE_BOXES["argmax"][0])] and boxes[3] == boxes[0]
+        legend = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert legend == [CHOICE_BOXES[k][1] for k in ("argmax", "filled", "swapped")] + ["the argmax it replaced"]
+        assert "changed by the fill" in legend[1]
+    finally:
+        plt.close(fig)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.image_folders import write_folder
 
 from search_client.cli.main import main
 from search_client.engine import checkpoint
 from search_client.engine.search import SearchConfig, search
+from tests.image_folders import write_folder
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES = 3

@@ -57,7 +57,9 @@ def test_search_refuses_missing_keys_then_profiles_them_and_measures(partial_tab
     out = capsys.readouterr().out
     # the server's own table may carry a calibration of other tests' networks: it is refitted for this space
     assert "calibrating for proxyless-mobile @ 32 px" in out and "calibration v" in out
-    assert "predicted" in out and "measured" in out and "ms (median)" in out
+    summary = out[out.index("\nsummary\n"):]  # one block ends the search
+    assert "\n  predicted  " in summary and "\n  measured   " in summary and " ms (median of " in summary
+    assert out.count("\nsummary\n") == 1 and "predicted latency" not in out
     cal = httpx.get(f"{url}/v1/tables/{table_id}", timeout=30).json()["calibration"]
     assert cal["n_networks"] == 3
     ckpt = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)
