@@ -288,7 +288,8 @@ def split_tables(args) -> list[ExtraTable]:
         raise CliError(f"--max-ms given {len(limits)} times for one table")
     if len(profilers) > 1 and len(tables) <= 1:
         raise CliError(f"--profiler given {len(profilers)} times for {len(tables)} table(s)")
-    profilers = profilers * len(tables) if len(profilers) == 1 else profilers
+    if len(profilers) == 1 and len(tables) > 1:  # one device holds every table
+        profilers = profilers * len(tables)
     extra = [ExtraTable(profilers[i], tables[i], limits[i]) for i in range(1, len(tables))]
     args.table = tables[0] if tables else None
     args.profiler = profilers[0] if profilers else None
