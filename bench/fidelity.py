@@ -118,7 +118,7 @@ def _uncorrected(data: dict) -> dict | None:
     """The same fit and score on the networks' raw medians (served x slow-down): what the drift correction
     adds or takes away. The 160 px reference slows with contention that a 0.25 ms network does not feel,
     so on a host whose neighbours load the memory system it can correct a small network that did not
-    slow down (README "Latency fidelity")."""
+    slow down."""
     rows = data["calib"] + data["valid"]
     if not all(r.get("slowdown") for r in rows):
         return None

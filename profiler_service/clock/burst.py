@@ -105,7 +105,7 @@ def burst(reference: Callable[[], object], timer: Callable[[], float], protocol:
     time of its untimed and timed runs, then after ``protocol.ref_warm_runs`` untimed reference runs.
     The correction divides by the reference timed that way, so its nominal must be read that
     way too: timed back to back, the reference ran ~5% faster than interleaved even on a quiet machine,
-    and every served figure came out ~5% under the device's speed (README "Latency fidelity").
+    and every served figure came out ~5% under the device's speed.
     """
     for _ in range(WARMUP_RUNS):
         reference()

@@ -2,7 +2,7 @@
 
 A search fleet sends small lookups many times a second. Through the ORM and pydantic each one cost a
 query of its keys, an ``OpStats`` per hit and a validated response model: at 50 clients the server
-spent its core on that and p99 reached 405 ms (README "Under load and attack"). Here a lookup reads
+spent its core on that and p99 reached 405 ms. Here a lookup reads
 the table's ETag (one indexed row), takes the index built for that ETag, and joins pre-rendered JSON
 fragments: no per-entry objects, no response re-validation. A changed table has a new ETag, so an index
 is never served stale; the worker of another process (a fleet on PostgreSQL) changes the ETag too.

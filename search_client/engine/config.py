@@ -149,12 +149,12 @@ ORIGINAL_ARCH_LR = 1e-3
 ORIGINAL_ARCH_STEPS = 114_000
 # lr x steps of the default. Adam (betas 0, 0.999) moves a logit about lr per step, so the drift a
 # consistent gradient adds up to is lr x steps, while noise spreads only lr x sqrt(steps). Measured
-# with every default (README "Convergence"): travel 100 ended at mean max probability 0.87 with the
+# with every default: travel 100 ended at mean max probability 0.87 with the
 # derived net at 99% of the budget; 50 ended at 0.65; the old sqrt rule (travel ~3) at 0.21.
 ARCH_TRAVEL = 100.0
 # REINFORCE's step direction is a sampled reward's, mostly noise in a short search, and Adam moves every
 # logit ~lr per step whatever the signal: at travel 30 (lr 1.0, 30 steps) its policy collapsed within 15
-# steps to max probability 0.98 (both spaces, README "Search outcome"), i.e. onto its first lucky
+# steps to max probability 0.98 (both spaces, docs/results/search_outcome.md), i.e. onto its first lucky
 # samples. A tenth of the gradient method's travel leaves a logit gap of ~10 for a consistent reward
 # and ~lr x sqrt(steps) (under 2 here) for noise.
 ARCH_TRAVEL_RL = 10.0

@@ -27,7 +27,7 @@ the table carries a calibration). It works in three places:
    least log-probability per millisecond added. A limit is a budget, not a wish for the fastest net:
    in these spaces the dearer candidates are the larger ones (more layers, kernels, expansion), so a
    net left at half its budget gave away accuracy the device could afford (measured: derived nets at
-   0.37-0.74x the budget before this step, README "Search outcome"). The ceiling sits a margin under
+   0.37-0.74x the budget before this step, docs/results/search_outcome.md). The ceiling sits a margin under
    ``max_ms`` (the calibration's own leave-one-out error), so the *measured* latency stays under it.
 
 ``fill`` (off by default; ``--fill 0.9`` turns it on) also acts during the search when no ``target_ms``
