@@ -11,22 +11,21 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
 from search_client.cli.budgets import MAX_MS_HELP, resolve_for_checkpoint, resolve_for_table, take_percentile
 from search_client.cli.clock import add_clock, run_clock
+from search_client.cli.errors import CliError
 from search_client.cli.fidelity import add_calibrate, add_validate, run_calibrate, run_validate
 from search_client.cli.profile import add_profile, run_profile
+from search_client.cli.several_tables import split_tables, table_budget, table_line
 from search_client.data.datasets import DATASETS
 from search_client.engine.config import RECIPES, SearchConfig
 from search_client.report.summary import Measurement, SearchSummary
 
 EXIT_USAGE = 2
 
-
-class CliError(Exception):
-    pass
 
 
 # ---- table plumbing -----------------------------------------------------------------------------
@@ -224,7 +223,8 @@ def run_search(args) -> int:
                                                api_key=args.api_key)
                     print(budget.describe())
                     payload["max_ms"] = budget.ms
-                payload["budgets"] = [table_budget(args, space, more, progress=cfg.progress)
+                payload["budgets"] = [table_budget(args, space, more, progress=cfg.progress, client_for=_client,
+                                                   calibrate=_calibrated)
                                       for more in extra_tables]
             except Exception as e:  # noqa: BLE001 - forwarded to every rank, then raised there
                 payload["error"] = f"{type(e).__name__}: {e}" if not isinstance(e, CliError | ValueError) \
@@ -259,69 +259,6 @@ def run_search(args) -> int:
     finally:
         ddp.cleanup()
     return 0
-
-
-def table_line(table: dict, measured_ms: float | None) -> str:
-    """One table of a search over several: its prediction against its budget, and what its device measured."""
-    verdict = "within" if table["predicted_ms"] <= table["max_ms"] else "OVER"
-    line = f"{table['label']}: predicted {table['predicted_ms']:.3f} ms, {verdict} its budget {table['max_ms']:.3f} ms"
-    if measured_ms:
-        error = 100 * (table["predicted_ms"] - measured_ms) / measured_ms
-        line += f"; measured {measured_ms:.3f} ms (median), error {error:+.1f}%"
-    return line
-
-
-def split_tables(args) -> list[ExtraTable]:
-    """``--table A --max-ms X --table B --max-ms Y [--profiler P | --profiler P --profiler Q]``: the first
-    table (and its limit and profiler) stay on ``args`` as a single search's would; the others come back."""
-    tables, limits, profilers = args.table or [], getattr(args, "max_ms", None) or [], args.profiler or []
-    if len(tables) > 1:
-        if len(limits) != len(tables):
-            raise CliError(f"{len(tables)} --table given: give a --max-ms for each, in the same order "
-                           f"(got {len(limits)})")
-        if len(profilers) not in (1, len(tables)):
-            raise CliError(f"{len(tables)} --table given: give one --profiler for all or one for each "
-                           f"(got {len(profilers)})")
-        if getattr(args, "table_file", None):
-            raise CliError("several tables come from profilers (--profiler/--table), not with --table-file")
-    elif len(limits) > 1:
-        raise CliError(f"--max-ms given {len(limits)} times for one table")
-    if len(profilers) > 1 and len(tables) <= 1:
-        raise CliError(f"--profiler given {len(profilers)} times for {len(tables)} table(s)")
-    if len(profilers) == 1 and len(tables) > 1:  # one device holds every table
-        profilers = profilers * len(tables)
-    extra = [ExtraTable(profilers[i], tables[i], limits[i]) for i in range(1, len(tables))]
-    args.table = tables[0] if tables else None
-    args.profiler = profilers[0] if profilers else None
-    if limits:
-        args.max_ms = limits[0]
-    return extra
-
-
-@dataclass(frozen=True)
-class ExtraTable:
-    profiler: str
-    table: str
-    max_ms: str  # milliseconds or pNN, as given
-
-
-def table_budget(args, space, more: ExtraTable, *, progress: bool):
-    """Fetch one more table (profiling what it lacks, as for the first) and its calibration for this space."""
-    from search_client.latency.budget import Percentile, parse_budget
-    from search_client.latency.budgets import TableBudget
-    from search_client.remote.tables import fetch_table
-
-    one = argparse.Namespace(**{**vars(args), "profiler": more.profiler, "table": more.table, "table_file": None})
-    with _client(one) as client:
-        src = fetch_table(client, more.table, space, profile_missing=args.profile_missing, progress=progress)
-    _calibrated(one, space, src, progress=progress)
-    label = f"{src.info.get('backend', 'table')} table {more.table} at {more.profiler}"
-    limit = parse_budget(more.max_ms)
-    if isinstance(limit, Percentile):
-        resolved = resolve_for_table(limit, src, space, profiler=more.profiler, api_key=args.api_key)
-        print(f"{label}: {resolved.describe()}")
-        limit = resolved.ms
-    return TableBudget(label, src.entries, src.calibration, limit, more.profiler, more.table)
 
 
 def add_derive(p: argparse.ArgumentParser) -> None:
