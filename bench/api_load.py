@@ -33,7 +33,6 @@ import io
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,6 +41,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+from search_client.remote.local_service import LocalService
 
 # Ops of about a millisecond (the mobile space at 224 px, 28x28 stage): big enough to time steadily.
 JOB_KEYS = [f"expanded_conv-input:28x28x40-output:28x28x40-expand:{e}-kernel:{k}-stride:1-idskip:1"
@@ -56,42 +57,23 @@ def table_keys(n: int) -> list[str]:
     return keys[:n]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """``profiler-service serve`` pinned to ``server_cpu``; benchmark children moved to ``bench_cpu``."""
 
     def __init__(self, workdir: Path, server_cpu: int, bench_cpu: int, budget_s: float):
-        self.port, self.server_cpu, self.bench_cpu = free_port(), server_cpu, bench_cpu
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PROFILER_")}
-        env.update({"PROFILER_DEVICE_NAME": "bench-load", "PROFILER_CACHE_DIR": str(workdir / "cache"),
-                    "PROFILER_REL_CI": "1e-9", "PROFILER_BUDGET_S": str(budget_s),
-                    "PROFILER_POLL_INTERVAL_S": "0.2"})
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "profiler_service", "serve", "--port", str(self.port),
-             "--db", f"sqlite:///{workdir / 'load.db'}", "--log-level", "warning"],
-            env=env, stdout=(workdir / "server.log").open("wb"), stderr=subprocess.STDOUT,
-            preexec_fn=lambda: os.sched_setaffinity(0, {server_cpu}))
+        self.server_cpu, self.bench_cpu = server_cpu, bench_cpu
+        self.service = LocalService(workdir, clean_env=True, prefix=("taskset", "-c", str(server_cpu)),
+                                    env={"PROFILER_DEVICE_NAME": "bench-load", "PROFILER_REL_CI": "1e-9",
+                                         "PROFILER_BUDGET_S": str(budget_s), "PROFILER_POLL_INTERVAL_S": "0.2"})
         self.children: dict[int, set[int]] = {}
         self._stop = threading.Event()
+        self.service.start(timeout_s=120)
+        self.proc = self.service.proc
         threading.Thread(target=self._pin_children, daemon=True).start()
-        for _ in range(600):
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError((workdir / "server.log").read_text()[-2000:])
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.service.url
 
     def _pin_children(self) -> None:
         while not self._stop.wait(0.02):
@@ -110,8 +92,7 @@ class Server:
 
     def stop(self) -> None:
         self._stop.set()
-        self.proc.terminate()
-        self.proc.wait(60)
+        self.service.stop(60)
 
 
 def run_job(api: httpx.Client) -> tuple[dict[str, dict], float]:

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_server import profiler
+from local_profiler import profiler
 from tqdm import tqdm
 
 from search_client.latency.fidelity import Measured, measure_all, predictions, sample_choices, scatter_png, score
@@ -208,7 +208,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for cfg in wanted:
                 slug = cfg["name"].replace("@", "_").replace(" ", "_")
-                with profiler(Path(tmp) / slug, f"fidelity-{slug}") as client:
+                with profiler(Path(tmp) / slug, name=f"fidelity-{slug}") as client:
                     measured = measure_config(client, cfg, args)
                 data = [d for d in data if d["name"] != cfg["name"]] + [measured]
                 saved.write_text(json.dumps(data))  # after each configuration: a long run keeps what it got

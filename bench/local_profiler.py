@@ -1,5 +1,5 @@
-"""A profiler service on loopback for the search benches: start it (SQLite in a scratch folder), profile a
-space's table over REST, measure networks, fit the table's calibration, run the search CLI.
+"""The benches' profiler: a service on loopback (SQLite in a scratch folder), a table of a
+space profiled over REST, measure networks, fit the table's calibration, run the search CLI.
 
 Everything goes through the REST API and the ``search-client`` command a user runs; nothing here
 reaches into the service's database.
@@ -8,8 +8,6 @@ reaches into the service's database.
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,42 +18,23 @@ import numpy as np
 from tqdm import tqdm
 
 from search_client.latency.fidelity import Measured, measure_all
+from search_client.remote.local_service import local_service
 from search_client.remote.profiler_client import ProfilerClient
 from shared.spaces import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
-def profiler(workdir: Path, *, budget_s: float | None = None, log: Path | None = None) -> Iterator[ProfilerClient]:
-    """A ``profiler-service serve`` on a free loopback port, stopped on exit; yields a client."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {**os.environ, "PROFILER_CACHE_DIR": str(workdir / "onnx")}
+def profiler(workdir: Path, *, name: str = "bench", budget_s: float | None = None) -> Iterator[ProfilerClient]:
+    """A fresh service (new database: a fresh worker that estimates its own nominal) and a client of it,
+    stopped on exit; the service's log is ``workdir/server-PORT.log``."""
+    env = {"PROFILER_DEVICE_NAME": name}
     if budget_s is not None:
         env["PROFILER_BUDGET_S"] = str(budget_s)
-    out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "profiler_service", "serve", "--port", str(port),
-                             "--db", f"sqlite:///{workdir / 'profiler.db'}"], env=env, stdout=out,
-                            stderr=subprocess.STDOUT)
-    try:
-        client = ProfilerClient(f"http://127.0.0.1:{port}", cache_dir=workdir / "cache", timeout=60)
-        client.wait_healthy(90)
+    with local_service(Path(workdir), env=env, log_level="info") as service, \
+            ProfilerClient(service.url, cache_dir=Path(workdir) / "client-cache", timeout=60) as client:
         yield client
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if log is not None:
-            out.close()
 
 
 def profile_table(client: ProfilerClient, space: SearchSpace, *, backend: str = "onnxruntime",

@@ -26,20 +26,18 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import local_profiler as lp
+import numpy as np
+from fill_control import attribution, control_choices, format_attribution
+from outcome_page import page
+from outcome_report import check_targets, format_noise, format_table, plot
+from retrain_pool import Budget, retrain_all
 
-import local_profiler as lp  # noqa: E402 - bench/ helpers
-import numpy as np  # noqa: E402
-from fill_control import attribution, control_choices, format_attribution  # noqa: E402
-from outcome_page import page  # noqa: E402
-from outcome_report import check_targets, format_noise, format_table, plot  # noqa: E402
-from retrain_pool import Budget, retrain_all  # noqa: E402
-
-from search_client.latency.constraint import fill_ceiling  # noqa: E402
-from search_client.latency.fidelity import sample_choices  # noqa: E402
-from search_client.latency.model import LatencyModel, calibration_fits  # noqa: E402
-from shared.arch import load_arch, make_arch  # noqa: E402
-from shared.spaces import get_space  # noqa: E402
+from search_client.latency.constraint import fill_ceiling
+from search_client.latency.fidelity import sample_choices
+from search_client.latency.model import LatencyModel, calibration_fits
+from shared.arch import load_arch, make_arch
+from shared.spaces import get_space
 
 PCTS = (25, 50, 75)
 
@@ -148,7 +146,7 @@ def _last_log(path: Path) -> dict:
 
 def run_space(args, name: str, out: Path) -> dict:
     """One space, on its own profiler (its own database: its calibration is fitted on this space's nets)."""
-    with lp.profiler(out / "service", budget_s=args.budget_s, log=out / "service.log") as client:
+    with lp.profiler(out / "service", budget_s=args.budget_s) as client:
         return _run_space(args, client, name, out)
 
 

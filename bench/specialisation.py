@@ -19,14 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import local_profiler as lp
+from stage_view import format_costs, format_stages, plot_nets, stage_summary
 
-import local_profiler as lp  # noqa: E402 - bench/ helpers
-from stage_view import format_costs, format_stages, plot_nets, stage_summary  # noqa: E402
-
-from search_client.latency.fidelity import sample_choices  # noqa: E402
-from shared.arch import load_arch  # noqa: E402
-from shared.spaces import get_space  # noqa: E402
+from search_client.latency.fidelity import sample_choices
+from shared.arch import load_arch
+from shared.spaces import get_space
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,7 +69,7 @@ def main(argv=None) -> int:
     names = [f"{b} {n}t" for b, n in tables]
     rand = sample_choices(space, args.random, seed=2000)
     res: dict = {"space": args.space, "resolution": args.resolution, "dataset": args.dataset, "tables": {}}
-    with lp.profiler(out / "service", budget_s=args.budget_s, log=out / "service.log") as client:
+    with lp.profiler(out / "service", budget_s=args.budget_s) as client:
         ids = []
         for (backend, threads), name in zip(tables, names, strict=True):
             table_id, t = lp.profile_table(client, space, backend=backend, threads=threads)

@@ -7,13 +7,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+from search_client.remote.local_service import LocalService, ServiceFailed
 
 STOP_GRACE_S = 40  # the worker finishes the op it is timing before it lets the service exit
 
@@ -37,34 +35,30 @@ def _stop_group(proc: subprocess.Popen, grace: float) -> None:
 
 
 class Service:
-    def __init__(self, port: int, db_url: str, env: dict[str, str], log: Path):
-        self.port, self.db_url, self.env, self.log = port, db_url, env, log
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen | None = None
+    """The demo's profiler service (``search_client.remote.local_service``) and the steps it runs."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]):
+        self.local = LocalService(workdir, env=env, log_level="info")
         self.children: list[subprocess.Popen] = []
 
     @property
+    def url(self) -> str:
+        return self.local.url
+
+    @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
+        return self.local.proc.pid if self.local.proc else None
+
+    @property
+    def log(self) -> Path:
+        return self.local.log_path
 
     def start(self, timeout: float = 120) -> None:
-        cmd = [sys.executable, "-m", "profiler_service", "serve", "--port", str(self.port), "--db", self.db_url]
-        print("$", " ".join(cmd), flush=True)
-        with open(self.log, "ab") as log:
-            # a session of its own: Ctrl-C reaches the demo, which then stops the service in order
-            self.proc = subprocess.Popen(cmd, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"demo: the service exited with code {self.proc.returncode}; see {self.log}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        raise SystemExit(f"demo: the service did not answer /healthz in {timeout:.0f} s; see {self.log}")
+        print("$", " ".join(self.local.command), flush=True)
+        try:
+            self.local.start(timeout)
+        except ServiceFailed as e:
+            raise SystemExit(f"demo: {e}") from None
 
     @contextmanager
     def child(self, cmd: list[str]) -> Iterator[subprocess.Popen]:
@@ -81,5 +75,4 @@ class Service:
     def stop(self) -> None:
         for proc in list(self.children):
             _stop_group(proc, 10)
-        if self.proc is not None:
-            _stop_group(self.proc, STOP_GRACE_S)
+        self.local.stop(STOP_GRACE_S)

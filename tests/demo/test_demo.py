@@ -46,7 +46,7 @@ def test_interrupted_demo_stops_the_service(tmp_path: Path, sig: signal.Signals)
     try:
         m, _ = read_until(demo, r"profiler service pid (\d+)")
         service = int(m[1])
-        read_until(demo, r"POST /v1/jobs")  # the service is profiling now
+        read_until(demo, r"profiling \S+ @ \d+ px on \S+ \(job")  # the service is profiling now
         assert group_alive(service)
         demo.send_signal(sig)
         rest = demo.communicate(timeout=120)[0]
@@ -58,12 +58,12 @@ def test_interrupted_demo_stops_the_service(tmp_path: Path, sig: signal.Signals)
 
 
 def test_failing_demo_stops_the_service(tmp_path: Path):
-    demo = start_demo(tmp_path, "--resolution", "7")  # refused by POST /v1/jobs after the service started
+    demo = start_demo(tmp_path, "--resolution", "7")  # refused by search-client profile, the service up
     try:
         m, _ = read_until(demo, r"profiler service pid (\d+)")
         rest = demo.communicate(timeout=120)[0]
     finally:
         demo.kill()
     assert demo.returncode == 1, rest
-    assert "POST /v1/jobs refused (422)" in rest and "resolution" in rest
+    assert "search-client profile failed" in rest and "resolution" in rest
     assert not group_alive(int(m[1]))

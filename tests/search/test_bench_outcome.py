@@ -3,17 +3,11 @@ pure functions of measured figures, so a wrong PASS cannot hide behind a long ru
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
+from outcome_report import check_targets, format_noise, format_table, noise_figures, plot, pool_quantile
+from stage_view import format_stages, plot_nets, stage_summary
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-from outcome_report import check_targets, format_noise, format_table, noise_figures, plot, pool_quantile  # noqa: E402
-from stage_view import format_stages, plot_nets, stage_summary  # noqa: E402
-
-from shared.spaces import get_space  # noqa: E402
+from shared.spaces import get_space
 
 
 def _rand(ms: float, acc: float) -> dict:
