@@ -20,7 +20,7 @@ FAST_PROTOCOL_ENV = {
     "PROFILER_POLL_INTERVAL_S": "0.2",
     "PROFILER_NOMINAL_BURST_S": "0",  # the burst's minimum block count, not 20 s per server
     # the suite keeps both cores busy: a 10% slow-down gate would wait out most of its measurements
-    # (tests/measure/test_protocol.py tests the gate itself)
+    # (tests/profiler_service/measure/test_protocol.py tests the gate itself)
     "PROFILER_MAX_SLOWDOWN": "1.0",
     "PROFILER_RETRY_WAIT_S": "0.05",  # a tiny measurement's spread retry need not wait out a busy second
 }

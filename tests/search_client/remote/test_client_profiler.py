@@ -1,4 +1,4 @@
-"""ProfilerClient against a real profiler service (tests/client/conftest.py starts it)."""
+"""ProfilerClient against a real profiler service (tests/search_client/remote/conftest.py starts it)."""
 
 from __future__ import annotations
 

@@ -222,7 +222,7 @@ def test_a_profile_the_runtime_could_not_write_whole_is_named_as_a_failed_write(
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-c", PROFILE_CUT, str(tmp_path)], cwd=Path(__file__).parents[2],
+    proc = subprocess.run([sys.executable, "-c", PROFILE_CUT, str(tmp_path)], cwd=Path(__file__).parents[3],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("WriteFailed: onnxruntime could not write its profile "), proc.stdout

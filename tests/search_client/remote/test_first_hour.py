@@ -29,7 +29,7 @@ from shared.arch import make_arch
 from shared.schemas import TableOut
 from shared.spaces import get_space
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SPACE = ["--space", "proxyless-cifar", "--resolution", "8", "--width-mult", "0.35", "--num-classes", "10"]
 BIG = ["--space", "proxyless-mobile", "--resolution", "32", "--width-mult", "0.35"]  # long enough to interrupt
 SAMPLES = 4

@@ -1,4 +1,4 @@
-"""The client against a server that misbehaves (tests/client/hostile_server.py, real sockets on loopback):
+"""The client against a server that misbehaves (tests/search_client/remote/hostile_server.py, real sockets on loopback):
 every answer is bounded in size and time, no redirect is followed, a table whose numbers are no latencies
 is refused whole and never cached, and each failure is one line. Peak memory is the kernel's high-water
 mark of a client process (VmHWM); no duration is asserted, the deadline is only made short."""
@@ -19,7 +19,7 @@ from search_client.remote.tables import load_table_file
 from shared.arch import make_arch
 from shared.spaces import get_space
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DEADLINE_S = 4
 RSS_LIMIT_MB = 500
 KEY = "expanded_conv-input:8x8x16-output:8x8x16-expand:3-kernel:3-stride:1-idskip:1"
