@@ -25,8 +25,10 @@ lint: install
 demo: install
 	$(PY) scripts/demo.py
 
+# a 70-op table at 160 px per runtime, conversion and timing apart (about 40 min on 2 cores)
 bench-table: install
-	$(PY) bench/profile_table.py
+	$(PY) bench/profile_table.py --backend onnxruntime onnxruntime-int8 openvino litert litert-int8 \
+		--md docs/results/profile_table.md
 
 bench-memory: install
 	$(PY) bench/supernet_memory.py --md docs/results/supernet_memory.md

@@ -88,6 +88,11 @@ class Backend(ABC):
     def measure_op(self, spec: OpSpec, batch: int, protocol: Protocol) -> OpStats:
         return self.measure(build_op(spec), spec.input_shape(batch), spec.key, protocol)
 
+    def prepare_op(self, spec: OpSpec, batch: int, protocol: Protocol) -> None:
+        """Convert (into the cache) and load what ``measure_op`` times, without timing it: a table's
+        conversion cost on its own (bench/profile_table.py)."""
+        self.runner(build_op(spec), spec.input_shape(batch), spec.key)
+
     def info(self) -> dict:
         return {"backend": self.name, "threads": self.threads, "precision": self.precision}
 

@@ -3,6 +3,8 @@ and measure ops and whole networks in the real benchmark child."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -122,6 +124,19 @@ def test_conversions_are_cached(tmp_path, name):
     again = get_backend(name, threads=1, cache_dir=tmp_path).model_path(build_op(spec), spec.input_shape(1), STEM)
     assert again == first and again.stat().st_mtime_ns == stamp
     assert not list(tmp_path.glob("*.tmp*"))  # no half-written conversion left behind
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", *EDGE])
+def test_a_prepared_op_is_measured_without_converting_again(tmp_path, name):
+    """``prepare_op`` converts what ``measure_op`` times (bench/profile_table.py splits a table's time so)."""
+    spec = parse_key(MB)
+    get_backend(name, threads=1, cache_dir=tmp_path).prepare_op(spec, 1, FAST)
+    converted = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    assert converted and not [p for p in converted if ".tmp" in p.name]
+    fresh = get_backend(name, threads=1, cache_dir=tmp_path)  # a new child: only the cache is shared
+    stats = fresh.measure_op(spec, 1, dataclasses.replace(FAST, drift_reference=False))
+    assert stats.median_ms > 0
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == converted
 
 
 @pytest.mark.parametrize("name", EDGE)
