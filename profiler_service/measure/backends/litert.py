@@ -9,8 +9,8 @@ model takes NHWC, so every module is converted with channels-last inputs (and ou
 images) and no transpose is timed anywhere.
 
 int8 is the PT2E flow: a symmetric per-channel int8 quantiser, calibrated on ``base.calibration_inputs``,
-then converted; the interpreter runs the int8 ops under XNNPACK (QS8 kernels) between one QUANTIZE at the
-input and one DEQUANTIZE at the output.
+then converted; the interpreter runs every op in int8 under XNNPACK (QS8 kernels), the residual adds
+included, with int8 at the model's edges: a full-integer model, as a phone's int8 model is.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import operator
 import os
 from pathlib import Path
 
@@ -98,10 +99,24 @@ class LiteRTBackend(Backend):
         return {**super().info(), "ai_edge_litert": version, "delegate": "XNNPACK", "io": "NHWC"}
 
 
+def mark_adds(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Name each tensor add as the ``+`` it came from, so the quantiser sees it.
+
+    The quantiser finds adds by the source function recorded on each node (``source_fn_stack``), which
+    torch 2.13's ``torch.export`` no longer records. Unmarked, every residual add stayed in float: a
+    DEQUANTIZE, a float ADD and a QUANTIZE in each residual block, op alone and in a network alike, which
+    is not the full-integer model a phone runs."""
+    for node in graph_module.graph.nodes:
+        if (node.op == "call_function" and node.target == torch.ops.aten.add.Tensor
+                and not node.meta.get("source_fn_stack")):
+            node.meta["source_fn_stack"] = [(node.name, operator.add)]
+    return graph_module
+
+
 class LiteRTInt8Backend(LiteRTBackend):
     name = "litert-int8"
     precision = "int8"
-    recipe = "int8-pt2e-symmetric-per-channel"
+    recipe = "int8-pt2e-symmetric-per-channel-integer-adds"
 
     def convert(self, module: nn.Module, input_shape: tuple[int, ...], out: Path) -> None:
         import litert_torch
@@ -113,7 +128,7 @@ class LiteRTInt8Backend(LiteRTBackend):
         quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True,
                                                                                  is_dynamic=False))
         with _quiet():
-            prepared = prepare_pt2e(torch.export.export(wrapped.eval(), (sample,)).module(), quantizer)
+            prepared = prepare_pt2e(mark_adds(torch.export.export(wrapped.eval(), (sample,)).module()), quantizer)
             for x in calibration_inputs(input_shape):
                 prepared(torch.from_numpy(x).permute(0, 2, 3, 1).contiguous())
             quantized = convert_pt2e(prepared, fold_quantize=False)
