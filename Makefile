@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench-table bench-memory bench-fidelity bench-load bench-hostile bench-search \
+.PHONY: install test lint demo bench-table bench-memory bench-fidelity bench-fidelity-sizes bench-load bench-hostile bench-search \
 	bench-specialisation bench-throughput clean
 
 install: $(STAMP)
@@ -33,9 +33,14 @@ bench-table: install
 bench-memory: install
 	$(PY) bench/supernet_memory.py --md docs/results/supernet_memory.md
 
-# Every runtime at 160 px (about an hour on 2 cores); the resolution grid: bench/fidelity.py --md docs/results/fidelity.md
+# Every runtime at 160 px (about 1.5 hours on 2 cores)
 bench-fidelity: install
-	$(PY) bench/fidelity.py --backends onnxruntime litert litert-int8 openvino onnxruntime-int8 --md docs/results/fidelity.md
+	$(PY) bench/fidelity.py --backends onnxruntime onnxruntime-int8 openvino litert litert-int8 --out runs/fidelity \
+		--md docs/results/fidelity.md
+
+# onnxruntime over sizes: proxyless-cifar at 32 px, proxyless-mobile at 96-224 px and widths 0.75, 1.4 (about 2 hours)
+bench-fidelity-sizes: install
+	$(PY) bench/fidelity.py --out runs/fidelity_sizes --md docs/results/fidelity_sizes.md
 
 # The API under 10 / 50 / 200 clients while a job profiles (needs 2 CPUs: server + load on one, benchmark on the other).
 bench-load: install

@@ -40,6 +40,7 @@ GRID = ["cifar@32", "mobile@96", "mobile@128", "mobile@160", "mobile@160x0.75", 
 SHORT = {"mobile": "proxyless-mobile", "cifar": "proxyless-cifar"}
 DEFAULT_BACKEND = "onnxruntime"
 RUNTIME_CONFIGS = ["mobile@160"]
+REGENERATE = {"fidelity.md": "make bench-fidelity", "fidelity_sizes.md": "make bench-fidelity-sizes"}
 
 
 def parse_config(text: str, backend: str = DEFAULT_BACKEND) -> dict:
@@ -163,8 +164,7 @@ def write_page(page: Path, results: list[dict], data: list[dict]) -> None:
              "measures 30 unseen random networks and compares them with the calibrated prediction. The bar:",
              ">= 99% of unseen networks within +-10%, >= 95% within +-5%, RMSPE <= 2.5%.", "",
              f"Runtimes: {', '.join(runtimes)}; 1 thread, batch 1; CPU: {cpu}.", "",
-             "Regenerate: `make bench-fidelity` (the runtimes at 160 px); the resolution grid on onnxruntime:",
-             "`python bench/fidelity.py --md docs/results/fidelity.md` (about an hour on two cores).", "",
+             f"Regenerate: `{REGENERATE.get(page.name, 'python bench/fidelity.py --md ' + str(page))}`.", "",
              *table_lines(results), "",
              "*model*: the calibration form the service chose by leave-one-out error; *machine slow-down*: the",
              "drift reference's median over its quiet nominal while the networks were measured; *uncorrected*: the",
