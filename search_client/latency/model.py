@@ -8,11 +8,12 @@ silently returned 200 ms for an unknown key, which steers a search toward whatev
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-from search_client.latency.values import check_entries, check_latency
+from search_client.latency.values import BadLatencyError, check_entries, check_latency
 from shared.spaces import Layer, SearchSpace
 
 if TYPE_CHECKING:
@@ -102,10 +103,19 @@ class LatencyModel:
             self._check_calibrated()
 
     def _check_calibrated(self) -> None:
-        check_latency("fixed ops + intercept", self.fixed_ms, "the calibrated latency model", zero_ok=True)
+        """Every op's calibrated cost >= 0 and the cheapest network's above 0. The fixed part alone may be
+        negative: a fit's intercept is a per-network offset, below zero where ops timed alone carry a cost a
+        network does not pay, and only a whole network's figure is a latency."""
+        where = "the calibrated latency model"
+        if not math.isfinite(self.fixed_ms):
+            check_latency("fixed ops + intercept", self.fixed_ms, where)
         for layer, costs in zip(self.space.layers, self.layer_costs, strict=True):
             for name, ms in zip(layer.candidates, costs.tolist(), strict=True):
-                check_latency(name, ms, "the calibrated latency model", zero_ok=True)
+                check_latency(name, ms, where, zero_ok=True)
+        cheapest = self.fixed_ms + sum(float(c.min()) for c in self.layer_costs)
+        if cheapest <= 0:
+            raise BadLatencyError(f"{where}: the cheapest network of the space is priced at {cheapest:g} ms "
+                                  f"(fixed ops + intercept {self.fixed_ms:g} ms); calibrate again on more networks")
 
     def op_ms(self, key: str) -> float:
         """Cost of one op: the table's median, calibrated when a calibration is given."""

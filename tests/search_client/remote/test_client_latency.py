@@ -204,3 +204,20 @@ def test_a_calibration_of_another_size_is_not_applied(space, table):
     raw = sum(table[s.key] for s in space.arch_specs(choices))
     assert model(here).predict(choices) == pytest.approx(1.25 * raw + 2.0)
     assert model({**here, "resolution": 224}).predict(choices) == pytest.approx(raw)
+
+
+def test_a_negative_intercept_is_kept_while_every_network_costs_time(space, table):
+    """An intercept below minus the fixed ops is a fit's offset, not a latency: accepted while the cheapest
+    network stays above 0 ms (a 28 px fit put fixed ops + intercept at -0.08 ms and the search refused it)."""
+    from search_client.latency.values import BadLatencyError
+
+    fixed = sum(table[s.key] for s in (*space.prefix, *space.suffix))
+    probe = LatencyModel(table, space)
+    cheapest = probe.fixed_ms + sum(float(c.min()) for c in probe.layer_costs)
+    offset = -(fixed + 0.5 * (cheapest - fixed))  # below the fixed ops, above the cheapest net
+    model = LatencyModel(table, space, calibration=AffineCalibration(1.0, 0.0, offset))
+    assert model.fixed_ms < 0
+    choices = ["3x3_MBConv3"] * 21
+    assert model.predict(choices) == pytest.approx(probe.predict(choices) + offset)
+    with pytest.raises(BadLatencyError, match="cheapest network"):
+        LatencyModel(table, space, calibration=AffineCalibration(1.0, 0.0, -1.01 * cheapest))
