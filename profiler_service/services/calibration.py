@@ -44,8 +44,22 @@ def fit_table_calibration(session: Session, table: Table, network_ids: Sequence[
     clock = {"entries": _references(session, table, entries), "networks": sorted({nets[i].reference for i in ids
                                                                                     if nets[i].reference})}
     table.calibration = {**cal.to_dict(), "networks": ids, "clock": clock}
+    if (scope := common_scope([nets[i].arch for i in ids])) is not None:
+        table.calibration["scope"] = scope
     tables.touch(session, table)
     return table.calibration
+
+
+SCOPE = ("space", "resolution", "width_mult", "num_classes")
+
+
+def common_scope(archs: Sequence[dict]) -> dict | None:
+    """The space and size every network was drawn from, when they all name the same one: what a search
+    checks a calibration against before trusting it (a fit without one it would replace with its own)."""
+    scopes = {tuple(arch.get(k) for k in SCOPE) for arch in archs}
+    if len(scopes) != 1 or None in (only := scopes.pop()):
+        return None
+    return dict(zip(SCOPE, only, strict=True))
 
 
 def _references(session: Session, table: Table, keys: Collection[str]) -> list[str]:

@@ -256,6 +256,8 @@ def test_network_measured_next_to_its_prediction(api: httpx.Client):
     assert r.status_code == 201, r.text
     cal = r.json()
     assert cal["version"] == 1 and cal["networks"] == ids and cal["n_networks"] == 3
+    # the networks' own space and size: a search of that space trusts the fit instead of fitting its own
+    assert cal["scope"] == {"space": "proxyless-cifar", "resolution": 8, "width_mult": 0.25, "num_classes": 10}
     table_after = api.get(f"/v1/tables/{job['table_id']}").json()
     assert table_after["calibration"]["version"] == 1 and table_after["etag"] != table_before["etag"]
     net = api.get(f"/v1/networks/{net['id']}").json()
