@@ -35,10 +35,16 @@ BIG = ["--space", "proxyless-mobile", "--resolution", "32", "--width-mult", "0.3
 SAMPLES = 4
 
 
+def _ctrl_c_reachable() -> None:
+    """A suite started in the background (``make test &``) inherits SIGINT ignored, and Python then installs no
+    Ctrl-C handler in the command: what a terminal's Ctrl-C does is tested with SIGINT at its default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli(args: list[str], home: Path, **kw) -> subprocess.Popen:
     env = {**os.environ, "HOME": str(home), "OMP_NUM_THREADS": "1"}  # the client's table cache lives under ~
     return subprocess.Popen([sys.executable, "-m", "search_client", *args], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_ctrl_c_reachable, **kw)
 
 
 def run_main(args: list[str]) -> tuple[int, str]:
