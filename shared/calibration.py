@@ -156,11 +156,14 @@ def _predict(d: _Data, c: float, scales: np.ndarray, per_op: float) -> np.ndarra
     return c + d.x @ scales + per_op * d.n_ops
 
 
-def _plausible(d: _Data, c: float, scales: np.ndarray, per_op: float) -> bool:
+def _plausible(d: _Data, c: float, scales: np.ndarray, per_op: float, floor_ms: float | None = None) -> bool:
     """Every op costs time and no network costs less than nothing: a fit on noisy networks can put a
-    group's scale below zero, which a search would read as "this op makes the net faster"."""
+    group's scale below zero, which a search would read as "this op makes the net faster". With
+    ``floor_ms`` (the raw table sum of the space's cheapest network), no network of the space either: a
+    steep scale with a negative intercept priced a 28 px space's cheapest net below zero."""
+    floor_ok = floor_ms is None or c + float(scales.min()) * floor_ms > 0
     return bool(np.all(scales > 0) and per_op >= 0 and np.all(_predict(d, c, scales, per_op) > 0)
-                and c > -0.5 * d.y.min())
+                and c > -0.5 * d.y.min() and floor_ok)
 
 
 def _free_params(model: str) -> int:
@@ -177,7 +180,7 @@ def _loo(d: _Data, model: str, lam: float) -> float:
 
 
 def fit(nets: Sequence[Sequence[str]], measured_ms: Sequence[float], table: Mapping[str, float],
-        version: int = 1, models: Sequence[str] = MODELS) -> Calibration:
+        version: int = 1, models: Sequence[str] = MODELS, floor_ms: float | None = None) -> Calibration:
     """Fit from networks (their op keys) and their measured medians; needs at least 3 networks.
 
     Every model in ``models`` is scored by leave-one-out; the best is refitted on all networks."""
@@ -193,7 +196,8 @@ def fit(nets: Sequence[Sequence[str]], measured_ms: Sequence[float], table: Mapp
         if _free_params(model) > len(d.y) - 2:  # too few networks to leave one out and still fit it
             continue
         lams = _LAMBDAS if model.startswith("group") else (0.0,)
-        tried = [(_loo(d, model, lam), lam) for lam in lams if _plausible(d, *_solve(d, model, lam)[:3])]
+        tried = [(_loo(d, model, lam), lam) for lam in lams
+                 if _plausible(d, *_solve(d, model, lam)[:3], floor_ms=floor_ms)]
         if tried:
             scored[model] = min(tried)
     if not scored:  # every model asked for fitted implausibly: the one factor always holds

@@ -15,6 +15,7 @@ from profiler_service.db.models import Measurement, Network, Table
 from profiler_service.services import tables
 from profiler_service.services.errors import Invalid
 from shared.calibration import Calibration, fit
+from shared.spaces import get_space
 
 MIN_NETWORKS = 3
 
@@ -40,11 +41,13 @@ def fit_table_calibration(session: Session, table: Table, network_ids: Sequence[
         raise Invalid("network_ids", f"the table lacks {len(missing)} keys these networks use: {missing[:3]}")
     table_ms = {k: s.median_ms for k, s in entries.items()}
     version = int((table.calibration or {}).get("version", 0)) + 1
-    cal = fit(keys, [nets[i].median_ms for i in ids], table_ms, version=version)
+    scope = common_scope([nets[i].arch for i in ids])
+    cal = fit(keys, [nets[i].median_ms for i in ids], table_ms, version=version,
+              floor_ms=cheapest_raw_ms(session, table, scope))
     clock = {"entries": _references(session, table, entries), "networks": sorted({nets[i].reference for i in ids
                                                                                     if nets[i].reference})}
     table.calibration = {**cal.to_dict(), "networks": ids, "clock": clock}
-    if (scope := common_scope([nets[i].arch for i in ids])) is not None:
+    if scope is not None:
         table.calibration["scope"] = scope
     tables.touch(session, table)
     return table.calibration
@@ -60,6 +63,24 @@ def common_scope(archs: Sequence[dict]) -> dict | None:
     if len(scopes) != 1 or None in (only := scopes.pop()):
         return None
     return dict(zip(SCOPE, only, strict=True))
+
+
+def cheapest_raw_ms(session: Session, table: Table, scope: dict | None) -> float | None:
+    """The table's raw sum for the cheapest network of the scope's space (each layer's cheapest candidate),
+    which the fit must price above zero; None when the scope or a candidate's entry is unknown."""
+    if scope is None:
+        return None
+    try:
+        space = get_space(scope["space"], scope["resolution"], scope["width_mult"], scope["num_classes"])
+    except (KeyError, ValueError):
+        return None
+    layers = [[layer.spec(name) for name in layer.candidates] for layer in space.layers]
+    keys = {s.key for s in (*space.prefix, *space.suffix)} | {s.key for specs in layers for s in specs if s}
+    ms = {k: s.median_ms for k, s in tables.entries(session, table.id, keys).items()}
+    if not keys <= ms.keys():
+        return None
+    return (sum(ms[s.key] for s in (*space.prefix, *space.suffix))
+            + sum(min(ms[s.key] if s else 0.0 for s in specs) for specs in layers))
 
 
 def _references(session: Session, table: Table, keys: Collection[str]) -> list[str]:

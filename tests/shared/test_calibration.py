@@ -122,3 +122,17 @@ def test_only_implausible_models_fall_back_to_the_factor():
     y = [5.0 - 0.2 * len(keys) for keys in nets]
     cal = fit(nets, y, table, models=("affine",))
     assert cal.model == "one-factor" and cal.scale > 0
+
+
+def test_a_floor_keeps_the_space_cheapest_network_above_zero():
+    """Measured = -0.6 ms + 1.4 x the sum fits exactly, and prices a network of 0.3 ms raw below zero; told the
+    space's cheapest network sums to 0.3 ms raw, the fit picks a model that prices it above zero."""
+    rng = np.random.default_rng(3)
+    table, nets = _nets(rng, 20)
+    truth = [-0.6 + 1.4 * sum(table[k] for k in keys) for keys in nets]
+    free = fit(nets, truth, table)
+    assert free.intercept_ms == pytest.approx(-0.6, abs=0.05)
+    assert free.intercept_ms + free.scale * 0.3 < 0
+    bounded = fit(nets, truth, table, floor_ms=0.3)
+    scales = [bounded.scale, *bounded.group_scales.values()]
+    assert bounded.intercept_ms + min(scales) * 0.3 > 0
