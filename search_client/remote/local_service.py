@@ -50,7 +50,7 @@ class LocalService:
     proc: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
-        self.workdir = Path(self.workdir)
+        self.workdir = Path(self.workdir).resolve()  # the service runs in it: a relative path would nest
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.db_url = self.db_url or f"sqlite:///{self.workdir / 'profiler.db'}"
 
